@@ -1,0 +1,1 @@
+"""Persistence: schema, migrations, tenant-scoped repositories and the historian."""

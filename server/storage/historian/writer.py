@@ -1,0 +1,220 @@
+"""Batches samples by size and time, commits them, and keeps the rollup tiers up to date.
+
+Rollup deltas are accumulated in memory and merged into the tier tables every
+`rollup_interval` seconds (a bucket is written once per interval, not once per sample). Each
+sample batch records the 10-minute windows it touched in the same transaction, so after a
+crash `recover()` recomputes exactly those windows from the raw samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from server.domain import rollup
+from server.domain.errors import Unavailable
+from server.storage.historian.columns import SampleColumns
+from server.storage.historian.store import RECOVERY_WINDOW, SampleStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class WriterStats:
+    batches: int = 0
+    samples: int = 0
+    rollup_merges: int = 0
+    failures: int = 0
+    last_flush_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    chunk: SampleColumns
+    done: asyncio.Future[None] = field(repr=False)
+
+
+class HistorianWriter:
+    def __init__(
+        self,
+        store: SampleStore,
+        *,
+        batch_size: int = 10_000,
+        flush_interval: float = 0.2,
+        rollup_interval: float = 5.0,
+        max_pending: int = 500_000,
+    ) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.rollup_interval = rollup_interval
+        self.max_pending = max_pending
+        self.stats = WriterStats()
+        self._queue: list[_Pending] = []
+        self._queued = 0
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._rollups: list[rollup.Rollup] = []
+        self._last_rollup = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        await recover(self.store)
+        self._task = asyncio.create_task(self._run(), name="historian-writer")
+
+    async def stop(self) -> None:
+        """Flush everything queued and persist the rollups; nothing accepted is dropped."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    def submit_nowait(self, chunk: SampleColumns) -> asyncio.Future[None]:
+        """Queue a chunk; the future resolves when it is committed (or fails with the reason)."""
+        if self._stopping:
+            raise Unavailable("historian is shutting down")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(chunk, fut))
+        self._queued += len(chunk)
+        if self._queued >= self.batch_size:
+            self._wake.set()
+        if self._queued >= self.max_pending:
+            self._room.clear()
+        return fut
+
+    async def submit(self, chunk: SampleColumns) -> asyncio.Future[None]:
+        """Queue a chunk, waiting for room first: back-pressure instead of unbounded memory."""
+        await self._room.wait()
+        return self.submit_nowait(chunk)
+
+    def unmerged(self, tag_id: int) -> rollup.Rollup:
+        """This tag's rollup deltas not yet merged into the tier tables (finest tier)."""
+        parts = [r for r in self._rollups if len(r)]
+        if not parts:
+            return rollup.Rollup.empty()
+        r = rollup.Rollup.concat(parts)
+        keep = r.tag_id == tag_id
+        return rollup.Rollup(*(getattr(r, f)[keep] for f in rollup.FIELDS))
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue and not self._stopping:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.rollup_interval)
+                except TimeoutError:
+                    pass
+            elif self._queued < self.batch_size and not self._stopping:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval)
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+            if self._queue:
+                await self._flush()
+            if self._rollups and (self._stopping or time.monotonic() - self._last_rollup >= self.rollup_interval):
+                await self._merge_rollups()
+            if self._stopping and not self._queue:
+                return
+
+    def _take(self) -> list[_Pending]:
+        """Whole chunks up to about one batch; a chunk is never split across two commits."""
+        n = total = 0
+        for item in self._queue:
+            n += 1
+            total += len(item.chunk)
+            if total >= self.batch_size:
+                break
+        taken = self._queue[:n]
+        del self._queue[:n]
+        self._queued -= total
+        if self._queued < self.max_pending:
+            self._room.set()
+        return taken
+
+    async def _flush(self) -> None:
+        taken = self._take()
+        batch = SampleColumns.concat([p.chunk for p in taken])
+        windows = np.unique(np.floor(batch.ts / RECOVERY_WINDOW)).astype(np.int64) * RECOVERY_WINDOW
+        started = time.perf_counter()
+        try:
+            await self.store.write(batch, windows.tolist())
+        except Exception as exc:
+            self.stats.failures += 1
+            log.error("historian write of %d samples failed: %s", len(batch), exc)
+            for p in taken:
+                if not p.done.done():
+                    p.done.set_exception(Unavailable(f"historian write failed: {exc}"))
+            return
+        usable = batch.usable()
+        self._rollups.append(rollup.aggregate(usable.tag_id, usable.ts, usable.value, rollup.TIERS[0]))
+        self.stats.batches += 1
+        self.stats.samples += len(batch)
+        self.stats.last_flush_s = time.perf_counter() - started
+        for p in taken:
+            if not p.done.done():
+                p.done.set_result(None)
+
+    async def _merge_rollups(self) -> None:
+        finest = rollup.merge(self._rollups)
+        tiers = rollup_tiers(finest)
+        try:
+            await self.store.merge_rollups(tiers)
+        except Exception as exc:
+            # Keep the deltas; the pending windows still cover them if we never succeed.
+            self.stats.failures += 1
+            log.error("historian rollup merge failed (will retry): %s", exc)
+            self._rollups = [finest]
+            return
+        self._rollups = []
+        self._last_rollup = time.monotonic()
+        self.stats.rollup_merges += 1
+
+
+def rollup_tiers(finest: rollup.Rollup) -> dict[int, rollup.Rollup]:
+    """Every tier from the finest one, each coarser tier built from the one below it."""
+    tiers = {rollup.TIERS[0]: finest}
+    previous = finest
+    for width in rollup.TIERS[1:]:
+        previous = rollup.merge(previous, width)
+        tiers[width] = previous
+    return tiers
+
+
+async def recover(store: SampleStore) -> int:
+    """Recompute rollups of the windows a crash left pending; returns how many windows."""
+    windows = await store.pending_windows()
+    if not windows:
+        return 0
+    log.warning("recomputing rollups of %d window(s) left pending by an unclean stop", len(windows))
+    affected: dict[int, set[int]] = {w: set() for w in rollup.TIERS if w > RECOVERY_WINDOW}
+    for start in windows:
+        end = start + RECOVERY_WINDOW
+        usable = (await store.read_span(start, end)).usable()
+        finest = rollup.aggregate(usable.tag_id, usable.ts, usable.value, rollup.TIERS[0])
+        current = finest
+        await store.replace_rollups(rollup.TIERS[0], start, end, current)
+        for width in rollup.TIERS[1:]:
+            if width > RECOVERY_WINDOW:
+                affected[width].add(start // width * width)
+                continue
+            current = rollup.merge(current, width)
+            await store.replace_rollups(width, start, end, current)
+    finer = RECOVERY_WINDOW
+    for width in sorted(affected):
+        for bucket in sorted(affected[width]):
+            parts = await store.read_rollup_span(finer, bucket, bucket + width)
+            await store.replace_rollups(width, bucket, bucket + width, rollup.merge(parts, width))
+        finer = width
+    await store.clear_pending(windows)
+    return len(windows)

@@ -1,0 +1,190 @@
+"""SQLAlchemy Core schema, shared by the repositories and the Alembic migrations."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from server.domain.rollup import TIERS
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+SampleTime = sa.Float(precision=53).with_variant(postgresql.TIMESTAMP(timezone=True), "postgresql")
+"""Sample times: timestamptz on PostgreSQL, UTC epoch seconds (REAL) on SQLite."""
+
+BucketTime = sa.BigInteger().with_variant(postgresql.TIMESTAMP(timezone=True), "postgresql")
+
+JsonDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def _created() -> sa.Column[object]:
+    return sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
+
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("settings", JsonDoc, nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
+    _created(),
+)
+
+roles = sa.Table(
+    "roles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("description", sa.String(500), nullable=False, server_default=""),
+    sa.Column("permissions", JsonDoc, nullable=False),
+    sa.Column("builtin", sa.Boolean, nullable=False, server_default=sa.false()),
+    _created(),
+    sa.UniqueConstraint("tenant_id", "name", name="uq_roles_tenant_name"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("display_name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("password_hash", sa.String(100), nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("is_system_admin", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+    _created(),
+    sa.UniqueConstraint("tenant_id", "username", name="uq_users_tenant_username"),
+)
+
+user_roles = sa.Table(
+    "user_roles",
+    metadata,
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role_id", sa.Integer, sa.ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False, unique=True),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("roles", JsonDoc, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    _created(),
+    sa.UniqueConstraint("tenant_id", "name", name="uq_api_keys_tenant_name"),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("family", sa.String(32), nullable=False, index=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    _created(),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(500), nullable=False, server_default=""),
+    sa.Column("success", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("address", sa.String(64), nullable=True),
+    sa.Column("detail", JsonDoc, nullable=False),
+    sa.Index("ix_audit_tenant_ts", "tenant_id", "ts"),
+)
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("node_id", sa.String(600), nullable=False),
+    sa.Column("parent_id", sa.Integer, sa.ForeignKey("nodes.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("node_class", sa.String(16), nullable=False),
+    sa.Column("browse_name", sa.String(100), nullable=False),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("path", sa.String(2000), nullable=False),
+    sa.Column("description", sa.String(2000), nullable=False, server_default=""),
+    sa.Column("data_type", sa.String(16), nullable=True),
+    sa.Column("unit", sa.String(32), nullable=True),
+    sa.Column("range_low", sa.Float(precision=53), nullable=True),
+    sa.Column("range_high", sa.Float(precision=53), nullable=True),
+    sa.Column("status", sa.String(16), nullable=True),
+    sa.Column("status_changed_at", sa.DateTime(timezone=True), nullable=True),
+    _created(),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("tenant_id", "node_id", name="uq_nodes_tenant_node_id"),
+    sa.UniqueConstraint("tenant_id", "path", name="uq_nodes_tenant_path"),
+    sa.Index("ix_nodes_tenant_parent", "tenant_id", "parent_id"),
+)
+
+samples = sa.Table(
+    "samples",
+    metadata,
+    sa.Column("tag_id", sa.Integer, nullable=False),
+    sa.Column("ts", SampleTime, nullable=False),
+    sa.Column("value", sa.Float(precision=53), nullable=False),
+    sa.Column("quality", sa.SmallInteger, nullable=False),
+    sa.Index("ix_samples_tag_ts", "tag_id", "ts"),
+)
+
+
+def rollup_table_name(width: int) -> str:
+    return f"rollup_{width}s"
+
+
+def _rollup_table(width: int) -> sa.Table:
+    return sa.Table(
+        rollup_table_name(width),
+        metadata,
+        sa.Column("tag_id", sa.Integer, primary_key=True),
+        sa.Column("bucket", BucketTime, primary_key=True),
+        sa.Column("vmin", sa.Float(precision=53), nullable=False),
+        sa.Column("vmax", sa.Float(precision=53), nullable=False),
+        sa.Column("vsum", sa.Float(precision=53), nullable=False),
+        sa.Column("count", sa.BigInteger, nullable=False),
+        sa.Column("first", sa.Float(precision=53), nullable=False),
+        sa.Column("first_ts", sa.Float(precision=53), nullable=False),
+        sa.Column("last", sa.Float(precision=53), nullable=False),
+        sa.Column("last_ts", sa.Float(precision=53), nullable=False),
+    )
+
+
+rollups = {width: _rollup_table(width) for width in TIERS}
+
+rollup_pending = sa.Table(
+    "rollup_pending",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("min_ts", sa.Float(precision=53), nullable=False),
+    sa.Column("max_ts", sa.Float(precision=53), nullable=False),
+)
+"""Time spans of committed sample batches whose rollups are not yet persisted (crash recovery)."""
