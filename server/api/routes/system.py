@@ -1,0 +1,55 @@
+"""Liveness, readiness (the database answers), ingest counters and status counts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from server import __version__
+from server.api.deps import Caller, Ctx
+from server.api.problems import problem
+from server.api.schema import StatusOut
+from server.domain.permissions import Permission
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is up; says nothing about its dependencies (that is /ready)."""
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/ready", response_model=None)
+async def ready(ctx: Ctx) -> dict[str, Any] | JSONResponse:
+    try:
+        await ctx.db.check(timeout=3)
+    except Exception as exc:
+        return problem(503, f"database not ready: {exc}")
+    if ctx.writer.stats.failures and ctx.writer.queued > ctx.writer.max_pending // 2:
+        return problem(503, "historian is failing to write and its queue is filling")
+    return {"status": "ready", "database": ctx.db.dialect}
+
+
+@router.get("/api/v1/status", response_model=StatusOut)
+async def status(who: Caller, ctx: Ctx) -> StatusOut:
+    who.require(Permission.NAMESPACE_READ)
+    counts = await ctx.nodes.counts(who.tenant_id)
+    return StatusOut(
+        tenant=who.tenant_name, folders=counts["folders"], devices=counts["devices"], tags=counts["tags"],
+        devices_by_status={k.removeprefix("devices_"): v for k, v in counts.items() if k.startswith("devices_")},
+        samples_written=ctx.writer.stats.samples, historian_queue=ctx.writer.queued,
+        stream_clients=ctx.stream_clients, uptime_s=time.monotonic() - ctx.started_at,
+    )  # fmt: skip
+
+
+@router.get("/api/v1/ingest/stats")
+async def ingest_stats(who: Caller, ctx: Ctx) -> dict[str, Any]:
+    """Counters per adapter since start (server-wide figures; no tenant data in them)."""
+    who.require(Permission.NAMESPACE_READ)
+    return {name: s.as_dict() for name, s in ctx.pipeline.stats.items()}
+
+

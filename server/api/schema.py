@@ -1,0 +1,271 @@
+"""The wire contract: request and response bodies. The console imports this module only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+
+FiniteNumber = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt | StrictBool
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    """RFC 7807 problem document; `field` names the input at fault."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+# -- auth -------------------------------------------------------------------------------
+class LoginRequest(Body):
+    tenant: str = Field(min_length=1, max_length=64)
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class RefreshRequest(Body):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class LogoutRequest(Body):
+    refresh_token: str | None = Field(None, max_length=200)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class Me(BaseModel):
+    tenant: str
+    tenant_id: int
+    username: str
+    user_id: int | None
+    roles: list[str]
+    permissions: list[str]
+    is_system_admin: bool
+    kind: str
+
+
+# -- administration -----------------------------------------------------------------------
+class TenantCreate(Body):
+    name: str = Field(min_length=1, max_length=64)
+    display_name: str | None = Field(None, max_length=200)
+    admin_username: str = Field(min_length=1, max_length=64)
+    admin_password: str = Field(min_length=1, max_length=200)
+
+
+class TenantUpdate(Body):
+    display_name: str | None = Field(None, max_length=200)
+    is_active: bool | None = None
+
+
+class TenantOut(BaseModel):
+    id: int
+    name: str
+    display_name: str
+    is_active: bool
+    settings: dict[str, Any]
+    created_at: datetime | None
+
+
+class TenantSettings(Body):
+    unknown_tags: Literal["create", "reject"] | None = None
+
+
+class UserCreate(Body):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=200)
+    roles: list[str] = Field(min_length=1)
+    display_name: str = Field("", max_length=200)
+    email: str | None = Field(None, max_length=320)
+
+
+class UserUpdate(Body):
+    password: str | None = Field(None, min_length=1, max_length=200)
+    roles: list[str] | None = None
+    display_name: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=320)
+    is_active: bool | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    email: str | None
+    is_active: bool
+    roles: list[str]
+    permissions: list[str]
+    last_login_at: datetime | None
+    created_at: datetime | None
+
+
+class RoleCreate(Body):
+    name: str = Field(min_length=1, max_length=64)
+    permissions: list[str]
+    description: str = Field("", max_length=500)
+
+
+class RoleUpdate(Body):
+    permissions: list[str] | None = None
+    description: str | None = Field(None, max_length=500)
+
+
+class RoleOut(BaseModel):
+    name: str
+    description: str
+    permissions: list[str]
+    builtin: bool
+
+
+class ApiKeyCreate(Body):
+    name: str = Field(min_length=1, max_length=100)
+    roles: list[str] = Field(min_length=1)
+    expires_at: datetime | None = None
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    roles: list[str]
+    created_by: str
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked: bool
+    created_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="shown once; store it now")
+
+
+class AuditOut(BaseModel):
+    id: int
+    ts: datetime
+    actor: str
+    action: str
+    target: str
+    success: bool
+    address: str | None
+    detail: dict[str, Any]
+
+
+# -- namespace ------------------------------------------------------------------------------
+NodeClassName = Literal["folder", "device", "tag"]
+DataTypeName = Literal["Double", "Float", "Int32", "Int64", "UInt16", "Boolean"]
+
+
+class NodeCreate(Body):
+    parent: str | None = Field(None, description="node id or path of the parent; empty for the root")
+    node_class: NodeClassName
+    browse_name: str = Field(min_length=1, max_length=100)
+    display_name: str | None = Field(None, max_length=200)
+    description: str = Field("", max_length=2000)
+    data_type: DataTypeName | None = None
+    unit: str | None = Field(None, max_length=32)
+    range_low: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    range_high: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+
+class NodeUpdate(Body):
+    browse_name: str | None = Field(None, min_length=1, max_length=100)
+    display_name: str | None = Field(None, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    data_type: DataTypeName | None = None
+    unit: str | None = Field(None, max_length=32)
+    range_low: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    range_high: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+
+class NodeMove(Body):
+    parent: str | None = Field(None, description="new parent (node id or path); null for the root")
+
+
+class DeviceStatusUpdate(Body):
+    status: Literal["unknown", "online", "offline", "maintenance"]
+
+
+class NodeOut(BaseModel):
+    node_id: str
+    path: str
+    parent: str | None
+    node_class: NodeClassName
+    browse_name: str
+    display_name: str
+    description: str
+    data_type: str | None
+    unit: str | None
+    range_low: float | None
+    range_high: float | None
+    status: str | None
+    has_children: bool
+
+
+# -- telemetry, values, history ---------------------------------------------------------------
+class TelemetryItem(Body):
+    device: str = Field(min_length=1, max_length=2000, description="node id or path of the device")
+    ts: datetime | None = Field(None, description="ISO 8601; a time without zone is UTC; default: arrival")
+    values: dict[str, FiniteNumber] = Field(min_length=1)
+    quality: Literal["Good", "Uncertain", "Bad", "good", "uncertain", "bad"] = "Good"
+
+
+class TelemetryAccepted(BaseModel):
+    accepted: int
+    created_tags: list[str]
+
+
+class ValueOut(BaseModel):
+    node_id: str
+    path: str
+    unit: str | None
+    ts: float | None = Field(description="epoch seconds (UTC)")
+    time: str | None
+    value: float | None
+    quality: str | None
+
+
+class HistoryOut(BaseModel):
+    """Columnar: one array per field, `t` in epoch seconds; raw has value/quality, decimated min/max/avg."""
+
+    node_id: str
+    path: str
+    unit: str | None
+    start: float
+    end: float
+    mode: Literal["raw", "decimated"]
+    resolution_s: float | None
+    count: int
+    t: list[float]
+    value: list[float] | None = None
+    quality: list[int] | None = None
+    min: list[float] | None = None
+    max: list[float] | None = None
+    avg: list[float] | None = None
+    first: list[float] | None = None
+    last: list[float] | None = None
+    samples: list[int] | None = None
+
+
+class StatusOut(BaseModel):
+    tenant: str
+    folders: int
+    devices: int
+    tags: int
+    devices_by_status: dict[str, int]
+    samples_written: int
+    historian_queue: int
+    stream_clients: int
+    uptime_s: float

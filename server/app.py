@@ -1,0 +1,155 @@
+"""The composition root: builds every object from the settings and owns start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from server.api.app import create_api
+from server.api.deps import ApiContext
+from server.bus import Bus
+from server.config import Settings
+from server.ingest.live_cache import LiveCache
+from server.ingest.pipeline import IngestPipeline
+from server.security.limiter import LoginLimiter
+from server.security.tokens import TokenCodec, load_or_create_secret
+from server.services.admin import AdminService
+from server.services.auth import AuthService
+from server.services.history import HistoryService
+from server.services.namespace import NamespaceService
+from server.storage.database import Database
+from server.storage.historian.postgres_store import PostgresSampleStore
+from server.storage.historian.reader import HistoryReader
+from server.storage.historian.sqlite_store import SqliteSampleStore
+from server.storage.historian.store import SampleStore
+from server.storage.historian.writer import HistorianWriter
+from server.storage.repositories.audit import AuditRepository
+from server.storage.repositories.credentials import ApiKeyRepository, RefreshTokenRepository
+from server.storage.repositories.nodes import NodeRepository
+from server.storage.repositories.tenants import TenantRepository
+from server.storage.repositories.users import RoleRepository, UserRepository
+
+log = logging.getLogger(__name__)
+
+
+def open_sample_store(db: Database) -> SampleStore:
+    """The historian talks to the raw driver of the same database the engine uses."""
+    if db.is_postgres:
+        dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresSampleStore(dsn)
+    return SqliteSampleStore(db.url.database or ":memory:")
+
+
+class Server:
+    """Everything the server runs, built in one place, started and stopped in order."""
+
+    def __init__(self, settings: Settings, *, bcrypt_rounds: int = 12) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.bus = Bus()
+        self.store = open_sample_store(self.db)
+        self.writer = HistorianWriter(
+            self.store,
+            batch_size=settings.historian_batch_size,
+            flush_interval=settings.historian_flush_interval_s,
+            rollup_interval=settings.historian_rollup_interval_s,
+        )
+        self.cache = LiveCache(self.store)
+        tenants, users, roles = TenantRepository(self.db), UserRepository(self.db), RoleRepository(self.db)
+        refresh, api_keys = RefreshTokenRepository(self.db), ApiKeyRepository(self.db)
+        self.audit = AuditRepository(self.db)
+        self.nodes = NodeRepository(self.db)
+        secret = load_or_create_secret(settings.jwt_secret, settings.data_dir)
+        self.auth = AuthService(
+            tenants=tenants, users=users, roles=roles, refresh_tokens=refresh, api_keys=api_keys, audit=self.audit,
+            codec=TokenCodec(secret, settings.access_token_ttl_s),
+            limiter=LoginLimiter(settings.login_max_failures, settings.login_failure_window_s),
+            refresh_ttl_s=settings.refresh_token_ttl_s,
+        )  # fmt: skip
+        self.admin = AdminService(tenants, users, roles, refresh, self.audit, self.auth, bcrypt_rounds)
+        self.pipeline = IngestPipeline(
+            nodes=self.nodes, tenants=tenants, writer=self.writer, cache=self.cache, bus=self.bus,
+            max_future_skew_s=settings.max_future_skew_s,
+        )  # fmt: skip
+        self.namespace = NamespaceService(self.nodes, self.store, self.cache, self.audit, self.bus)
+        reader = HistoryReader(self.store, self.writer.unmerged)
+        self.history = HistoryService(self.nodes, reader, self.cache, settings.max_history_points)
+        self.ctx = ApiContext(
+            settings=settings, db=self.db, bus=self.bus, auth=self.auth, admin=self.admin, namespace=self.namespace,
+            history=self.history, pipeline=self.pipeline, writer=self.writer, nodes=self.nodes, audit=self.audit,
+            api_keys=api_keys,
+        )  # fmt: skip
+        self.api: FastAPI = create_api(self.ctx)
+        self._stack = AsyncExitStack()
+
+    async def start(self) -> None:
+        """Check the database, then start the historian; refuses to run on an old schema."""
+        await self.db.check()
+        await self.db.ensure_current()
+        await self.store.start()
+        self._stack.push_async_callback(self.store.close)
+        await self.writer.start()
+        self._stack.push_async_callback(self.writer.stop)
+        self._stack.push_async_callback(self.db.dispose)
+        self._stack.callback(self.pipeline.close)
+        log.info("iiot-server started on %s", self.db.display_url)
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+        log.info("iiot-server stopped; historian flushed")
+
+    async def serve(self, *, install_signal_handlers: bool = True, **uvicorn_options: Any) -> None:
+        """Run the HTTP server until a signal (or cancellation), then stop cleanly."""
+        await self.start()
+        config = uvicorn.Config(
+            self.api,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_level=self.settings.log_level,
+            lifespan="off",
+            ws_ping_interval=20,
+            **uvicorn_options,
+        )
+        self.http = _HttpServer(config)
+        if install_signal_handlers:
+            _on_stop_signals(lambda: setattr(self.http, "should_exit", True))
+        try:
+            await self.http.serve()
+        finally:
+            await self.stop()
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its signal handling: it re-raises SIGTERM after shutdown, which would
+    kill the process before the historian has flushed. The Server handles the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _on_stop_signals(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop)
+        except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
+            with contextlib.suppress(ValueError):
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop))
+
+
+async def run_until_stopped(settings: Settings) -> None:
+    server = Server(settings)
+    await server.serve()
+
+
+def main_loop(settings: Settings) -> None:
+    asyncio.run(run_until_stopped(settings))

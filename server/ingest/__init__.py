@@ -1,0 +1,1 @@
+"""Ingestion: protocol adapters and the one pipeline every sample goes through."""

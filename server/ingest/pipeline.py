@@ -1,0 +1,205 @@
+"""The one path of every sample: validate, map to namespace tags, publish live, store.
+
+A request is all or nothing: every item is checked before anything is written, so a
+client that gets a 4xx can fix the payload and resend it whole without duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from server.bus import Bus, Event, Message, ValueBatch
+from server.domain.errors import DomainError, InvalidInput, NotFound
+from server.domain.namespace import Node, NodeClass, UnknownTagPolicy, check_browse_name
+from server.domain.quality import Quality
+from server.domain.sample import TagUpdate
+from server.ingest.live_cache import LiveCache
+from server.storage.historian.columns import SampleColumns
+from server.storage.historian.writer import HistorianWriter
+from server.storage.repositories.nodes import NodeRepository
+from server.storage.repositories.tenants import TenantRepository
+
+log = logging.getLogger(__name__)
+
+MIN_TS = 0.0
+"""Nothing before 1970 is a real measurement; it is a device clock that was never set."""
+
+
+@dataclass(slots=True)
+class DeviceValues:
+    """One device's values at one time, as an adapter decoded them."""
+
+    device: str
+    values: dict[str, float]
+    ts: float | None = None
+    quality: Quality = Quality.GOOD
+
+
+@dataclass(slots=True)
+class AdapterStats:
+    received: int = 0
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    dead_lettered: int = 0
+    reconnects: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "received": self.received,
+            "accepted": self.accepted,
+            "rejected": dict(self.rejected),
+            "dead_lettered": self.dead_lettered,
+            "reconnects": self.reconnects,
+        }
+
+
+@dataclass(slots=True)
+class _Device:
+    node: Node
+    tags: dict[str, Node]
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int
+    created_tags: list[str]
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        *,
+        nodes: NodeRepository,
+        tenants: TenantRepository,
+        writer: HistorianWriter,
+        cache: LiveCache,
+        bus: Bus,
+        max_future_skew_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.nodes, self.tenants, self.writer, self.cache, self.bus = nodes, tenants, writer, cache, bus
+        self.max_future_skew_s = max_future_skew_s
+        self.clock = clock
+        self.stats: dict[str, AdapterStats] = {}
+        self._devices: dict[tuple[int, str], _Device] = {}
+        self._subscription = bus.subscribe(None, self._on_message)
+
+    def adapter(self, source: str) -> AdapterStats:
+        return self.stats.setdefault(source, AdapterStats())
+
+    def _on_message(self, message: Message) -> None:
+        if isinstance(message, Event) and message.kind == "namespace":
+            self.invalidate(message.tenant_id)
+
+    def invalidate(self, tenant_id: int) -> None:
+        for key in [k for k in self._devices if k[0] == tenant_id]:
+            del self._devices[key]
+
+    async def _device(self, tenant_id: int, ref: str, index: int) -> _Device:
+        cached = self._devices.get((tenant_id, ref))
+        if cached is not None:
+            return cached
+        try:
+            node = await self.nodes.get(tenant_id, ref)
+        except (NotFound, InvalidInput):
+            raise NotFound(f"device {ref!r} not found", field=f"[{index}].device") from None
+        if node.node_class is not NodeClass.DEVICE:
+            raise InvalidInput(f"{ref!r} is a {node.node_class.value}, not a device", field=f"[{index}].device")
+        tags = {n.browse_name: n for n in await self.nodes.children(tenant_id, node.node_id) if n.node_class is NodeClass.TAG}
+        entry = _Device(node, tags)
+        self._devices[(tenant_id, ref)] = self._devices[(tenant_id, node.node_id)] = entry
+        return entry
+
+    async def ingest(
+        self, tenant_id: int, items: list[DeviceValues], *, source: str = "http", wait: bool = True
+    ) -> IngestResult:
+        stats = self.adapter(source)
+        stats.received += sum(len(i.values) for i in items)
+        try:
+            result = await self._ingest(tenant_id, items, wait)
+        except (InvalidInput, NotFound) as exc:
+            stats.rejected[_reason(exc)] += sum(len(i.values) for i in items)
+            raise
+        stats.accepted += result.accepted
+        return result
+
+    async def _ingest(self, tenant_id: int, items: list[DeviceValues], wait: bool) -> IngestResult:
+        now = self.clock()
+        latest_ok = now + self.max_future_skew_s
+        devices: list[_Device] = []
+        missing: dict[int, list[str]] = {}
+        policy: UnknownTagPolicy | None = None
+        for i, item in enumerate(items):
+            if item.ts is not None and not (MIN_TS < item.ts <= latest_ok):
+                raise InvalidInput(
+                    f"timestamp is more than {self.max_future_skew_s:.0f} s in the future or before 1970",
+                    field=f"[{i}].ts",
+                )
+            device = await self._device(tenant_id, item.device, i)
+            devices.append(device)
+            for name in item.values:
+                if name in device.tags or name in missing.get(device.node.id, ()):
+                    continue
+                if policy is None:
+                    policy = UnknownTagPolicy((await self.tenants.get(tenant_id)).settings["unknown_tags"])
+                if policy is UnknownTagPolicy.REJECT:
+                    raise NotFound(
+                        f"device {device.node.path!r} has no tag {name!r} and this tenant refuses unknown tags",
+                        field=f"[{i}].values.{name}",
+                    )
+                try:
+                    check_browse_name(name)
+                except InvalidInput as exc:
+                    raise InvalidInput(f"tag name {name!r}: {exc.detail}", field=f"[{i}].values.{name}") from None
+                missing.setdefault(device.node.id, []).append(name)
+        created: list[str] = []
+        if missing:
+            by_id = {d.node.id: d for d in devices}
+            for device_id, names in missing.items():
+                device = by_id[device_id]
+                for tag in await self.nodes.create_tags(tenant_id, device.node, names):
+                    device.tags[tag.browse_name] = tag
+                    created.append(tag.path)
+            self.bus.publish(Event(tenant_id, "namespace", {"created": created}))
+        tag_ids: list[int] = []
+        stamps: list[float] = []
+        values: list[float] = []
+        qualities: list[int] = []
+        updates: list[TagUpdate] = []
+        for item, device in zip(items, devices, strict=True):
+            ts = item.ts if item.ts is not None else now
+            quality = item.quality
+            for name, value in item.values.items():
+                tag = device.tags[name]
+                tag_ids.append(tag.id)
+                stamps.append(ts)
+                values.append(value)
+                qualities.append(int(quality))
+                if self.cache.offer(tag.id, ts, value, quality):
+                    updates.append(TagUpdate(tenant_id, tag.id, tag.node_id, tag.path, ts, value, quality))
+        if not tag_ids:
+            return IngestResult(0, created)
+        if updates:
+            self.bus.publish(ValueBatch(tenant_id, updates))
+        done = await self.writer.submit(SampleColumns.from_lists(tag_ids, stamps, values, qualities))
+        if wait:
+            await done
+        return IngestResult(len(tag_ids), created)
+
+    def close(self) -> None:
+        self._subscription.close()
+
+
+def _reason(exc: DomainError) -> str:
+    name = exc.field or ""
+    if name.endswith(".ts"):
+        return "bad_timestamp"
+    if ".values." in name:
+        return "unknown_tag" if isinstance(exc, NotFound) else "bad_tag_name"
+    if name.endswith(".device"):
+        return "unknown_device" if isinstance(exc, NotFound) else "not_a_device"
+    return "invalid"

@@ -1,0 +1,1 @@
+"""Repositories: SQLAlchemy Core queries, every one scoped by a tenant id."""
