@@ -32,6 +32,9 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+_SHAPE = {"list_type", "model_type", "dict_type", "model_attributes_type"}
+
+
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = list(loc)
     if parts and parts[0] in {"body", "query", "path", "header"}:
@@ -62,13 +65,17 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
         first = next(e for e in errors if e.get("type") == "json_invalid")
         where = first.get("ctx", {}).get("error", "")
         return problem(400, f"request body is not valid JSON: {where}".rstrip(": "), field="body")
-    seen: set[tuple[str, str]] = set()
+    # A body that may be one item or a list yields errors for both branches: keep the branch
+    # the client actually sent, and one message per field.
+    branchless = [e for e in errors if not (_field(e.get("loc", ())) == "body" and e.get("type") in _SHAPE)]
+    errors = branchless or errors
+    seen: set[str] = set()
     simplified = []
     for e in errors:
-        item = (_field(e.get("loc", ())), str(e.get("msg", "")))
-        if item not in seen:
-            seen.add(item)
-            simplified.append({"field": item[0], "message": item[1]})
+        name = _field(e.get("loc", ()))
+        if name not in seen:
+            seen.add(name)
+            simplified.append({"field": name, "message": str(e.get("msg", ""))})
     first_err = simplified[0]
     return problem(
         422, f"{first_err['field']}: {first_err['message']}", field=first_err["field"], errors=simplified
