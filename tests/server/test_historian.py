@@ -1,0 +1,139 @@
+"""Historian on both databases: what goes in is stored once, rollups equal the raw maths,
+decimated reads stay within N points, and a crash leaves nothing a restart can't repair."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.app import open_sample_store
+from server.domain import rollup
+from server.storage.database import Database
+from server.storage.historian.columns import SampleColumns
+from server.storage.historian.reader import HistoryReader
+from server.storage.historian.store import SampleStore
+from server.storage.historian.writer import HistorianWriter, recover
+from tests.support import BACKENDS, database_url
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database_url(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[SampleStore]:
+    db = Database(db_url)
+    await db.migrate()
+    s = open_sample_store(db)
+    await db.dispose()
+    await s.start()
+    yield s
+    await s.close()
+
+
+def series(tag: int, n: int, start: float = T0, step: float = 1.0, seed: int = 1) -> SampleColumns:
+    rng = np.random.default_rng(seed)
+    ts = start + np.arange(n) * step
+    return SampleColumns(np.full(n, tag, np.int64), ts, rng.normal(50, 10, n), np.zeros(n, np.int16))
+
+
+async def test_writer_stores_every_sample_exactly_once(store: SampleStore) -> None:
+    writer = HistorianWriter(store, batch_size=5_000, flush_interval=0.01, rollup_interval=0.05)
+    await writer.start()
+    futures = [await writer.submit(series(t, 7_001, seed=t)) for t in (1, 2, 3)]
+    for f in futures:
+        await f
+    await writer.stop()
+    assert await store.count([1, 2, 3]) == 21_003
+    assert await store.count([4]) == 0
+    assert await store.pending_windows() == []
+
+
+async def test_rollups_match_raw_maths_in_every_tier(store: SampleStore) -> None:
+    data = series(7, 3 * 3600 + 17, step=1.0)
+    data.quality[::97] = 2  # Bad samples are stored but never averaged in
+    writer = HistorianWriter(store, batch_size=2_000, flush_interval=0.01, rollup_interval=0.05)
+    await writer.start()
+    # Out of order and in pieces, as field devices deliver.
+    for idx in np.array_split(np.random.default_rng(3).permutation(len(data)), 9):
+        idx.sort()
+        await writer.submit(SampleColumns(data.tag_id[idx], data.ts[idx], data.value[idx], data.quality[idx]))
+    await writer.stop()
+    good = data.quality != 2
+    for width in rollup.TIERS:
+        stored = await store.read_rollup(width, 7, T0 - 86_400, T0 + 86_400)
+        buckets = np.floor(data.ts[good] / width) * width
+        for i, b in enumerate(stored.bucket.tolist()):
+            sel = data.value[good][buckets == b]
+            assert stored.count[i] == len(sel)
+            assert stored.vmin[i] == pytest.approx(sel.min())
+            assert stored.vmax[i] == pytest.approx(sel.max())
+            assert stored.vsum[i] == pytest.approx(sel.sum())
+        assert int(stored.count.sum()) == int(good.sum())
+
+
+@pytest.mark.parametrize("span", [600, 3 * 3600, 2 * 86_400])
+async def test_decimated_read_is_bounded_and_keeps_extremes(store: SampleStore, span: int) -> None:
+    n = min(span, 2 * 86_400)
+    step = span / n
+    data = series(9, n, step=step)
+    data.value[n // 3] = 1e6  # a spike a trend must never hide
+    writer = HistorianWriter(store, batch_size=50_000, flush_interval=0.01, rollup_interval=0.05)
+    await writer.start()
+    await writer.submit(data)
+    await writer.stop()
+    reader = HistoryReader(store, writer.unmerged)
+    result = await reader.read(9, T0, T0 + span, 200)
+    assert result.mode == "decimated"
+    dec = result.decimated
+    assert dec is not None
+    assert 1 < len(dec.t) <= 200
+    assert dec.vmax.max() == 1e6
+    assert dec.vmin.min() == pytest.approx(np.delete(data.value, n // 3).min())
+    assert int(dec.count.sum()) == n
+    raw = await reader.read(9, T0, T0 + 100 * step, 1_000)
+    assert raw.mode == "raw" and raw.raw is not None and len(raw.raw) == 100
+
+
+async def test_decimated_read_includes_rollups_not_yet_merged(store: SampleStore) -> None:
+    writer = HistorianWriter(store, batch_size=1_000, flush_interval=0.01, rollup_interval=3600)
+    await writer.start()
+    await (await writer.submit(series(5, 20_000)))
+    reader = HistoryReader(store, writer.unmerged)
+    result = await reader.read(5, T0, T0 + 20_000, 100)
+    assert result.decimated is not None and int(result.decimated.count.sum()) == 20_000
+    await writer.stop()
+
+
+async def test_recovery_rebuilds_rollups_of_windows_left_pending(store: SampleStore) -> None:
+    data = series(11, 4 * 3600)
+    # Commit samples but "crash" before the rollup merge: only the pending windows survive.
+    windows = sorted({int(w) for w in np.floor(data.ts / 600) * 600})
+    await store.write(data, windows)
+    assert await store.pending_windows() == windows
+    assert await recover(store) == len(windows)
+    assert await store.pending_windows() == []
+    for width in rollup.TIERS:
+        stored = await store.read_rollup(width, 11, T0 - 86_400, T0 + 86_400)
+        assert int(stored.count.sum()) == len(data), width
+        assert stored.vmax.max() == pytest.approx(data.value.max())
+
+
+async def test_latest_and_delete(store: SampleStore) -> None:
+    writer = HistorianWriter(store, flush_interval=0.01, rollup_interval=0.05)
+    await writer.start()
+    await (await writer.submit(series(21, 50)))
+    await writer.stop()
+    latest = await store.latest(21)
+    assert latest is not None and latest[0] == pytest.approx(T0 + 49)
+    await store.delete_tags([21])
+    assert await store.count([21]) == 0
+    assert await store.latest(21) is None
+    assert len(await store.read_rollup(60, 21, T0, T0 + 3600)) == 0
