@@ -248,9 +248,10 @@ class NodeRepository:
                 sa.select(nodes.c.id, nodes.c.path).where(nodes.c.tenant_id == tenant_id, subtree(node.path))
             )
         ).all()
-        # Two passes through temporary paths keep the per-tenant unique path constraint happy.
+        # Two passes through temporary paths (";" never occurs in a real one) keep the per-tenant
+        # unique path constraint satisfied at every statement.
         for r in rows:
-            await conn.execute(nodes.update().where(nodes.c.id == r.id).values(path=f"\x00{r.id}"))
+            await conn.execute(nodes.update().where(nodes.c.id == r.id).values(path=f";moving;{r.id}"))
         for r in rows:
             values: dict[str, Any] = {"path": new_path + r.path[len(node.path) :]}
             if r.id == node.id and browse_name is not None:
