@@ -98,7 +98,9 @@ async def _check(settings: Settings) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="iiot-server", description="Industrial historian, alarms and live data server")
+    parser = argparse.ArgumentParser(
+        prog="iiot-server", description="Industrial historian, alarms and live data server"
+    )
     parser.add_argument("--version", action="version", version=f"iiot-server {__version__}")
     parser.add_argument("-c", "--config", type=Path, help="TOML configuration file (default: $IIOT_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,9 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         settings = load_settings(args.config)
-        logging.basicConfig(
-            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)
         if args.command == "run":
             from server.app import main_loop

@@ -120,10 +120,12 @@ def example_toml() -> str:
     for name, info in Settings.model_fields.items():
         if info.description:
             lines.append(f"# {info.description}")
-        default = info.get_default(call_default_factory=True)
-        if isinstance(default, Path):
-            lines.append(f"# data_dir = {_toml_value(str(default))}  (platform default)")
+        if name == "data_dir":
+            lines.append(
+                '# data_dir = "~/.local/share/iiot"  (Windows: %PROGRAMDATA%\\iiot; the packages set /var/lib/iiot)'
+            )
             continue
+        default = info.get_default(call_default_factory=True)
         lines.append(f"{name} = {_toml_value(default)}")
     return "\n".join(lines) + "\n"
 

@@ -158,7 +158,9 @@ class LiveServer:
         return Api(self, token, api_key)
 
     def login(self, tenant: str, username: str, password: str) -> Api:
-        r = httpx.post(self.base + "/api/v1/auth/login", json={"tenant": tenant, "username": username, "password": password})
+        r = httpx.post(
+            self.base + "/api/v1/auth/login", json={"tenant": tenant, "username": username, "password": password}
+        )
         assert r.status_code == 200, r.text
         return Api(self, r.json()["access_token"], refresh=r.json()["refresh_token"])
 
@@ -169,7 +171,9 @@ class LiveServer:
         """A fresh tenant with an admin and one user per built-in role (password = role name * 3)."""
         name = f"{prefix}{uuid.uuid4().hex[:10]}"
         system = self.system()
-        r = system.post("/api/v1/tenants", json={"name": name, "admin_username": "admin", "admin_password": "admin-password"})
+        r = system.post(
+            "/api/v1/tenants", json={"name": name, "admin_username": "admin", "admin_password": "admin-password"}
+        )
         assert r.status_code == 201, r.text
         admin = self.login(name, "admin", "admin-password")
         users = {"admin": admin}

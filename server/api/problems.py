@@ -24,7 +24,12 @@ def problem(
     status: int, detail: str, *, field: str | None = None, errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:  # fmt: skip
-    body: dict[str, Any] = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status, "detail": detail}
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
     if field is not None:
         body["field"] = field
     if errors:
@@ -77,9 +82,7 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
             seen.add(name)
             simplified.append({"field": name, "message": str(e.get("msg", ""))})
     first_err = simplified[0]
-    return problem(
-        422, f"{first_err['field']}: {first_err['message']}", field=first_err["field"], errors=simplified
-    )
+    return problem(422, f"{first_err['field']}: {first_err['message']}", field=first_err["field"], errors=simplified)
 
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:

@@ -120,9 +120,13 @@ class _Client:
             elif kind == "ping":
                 await self.send({"type": "pong", "id": req_id, "t": time.time()})
             else:
-                await self.send({"type": "error", "id": req_id, "status": 400, "detail": f"unknown message type {kind!r}"})
+                await self.send(
+                    {"type": "error", "id": req_id, "status": 400, "detail": f"unknown message type {kind!r}"}
+                )
         except DomainError as exc:
-            await self.send({"type": "error", "id": req_id, "status": exc.status, "detail": exc.detail, "field": exc.field})
+            await self.send(
+                {"type": "error", "id": req_id, "status": exc.status, "detail": exc.detail, "field": exc.field}
+            )
 
     async def subscribe(self, msg: dict[str, Any], req_id: Any) -> None:
         self.who.require(Permission.NAMESPACE_READ)
@@ -141,12 +145,11 @@ class _Client:
                 "subtrees": [n.node_id for n in root_nodes],
             }
         )  # fmt: skip
-        snapshot = await self.ctx.history.latest(self.who, None, None) if root_nodes else []
-        current = [
-            {"n": v.node.node_id, "t": v.ts, "v": v.value, "q": int(v.quality)}
-            for v in snapshot
-            if v.ts is not None and any(in_subtree(v.node.path, n.path) for n in root_nodes)
-        ]
+        current: list[dict[str, Any]] = []
+        for root in root_nodes:
+            for v in await self.ctx.history.latest(self.who, None, root.node_id):
+                if v.ts is not None and v.quality is not None:
+                    current.append({"n": v.node.node_id, "t": v.ts, "v": v.value, "q": int(v.quality)})
         cached = await self.ctx.history.cache.get([t.id for t in tags])
         for tag in tags:
             if tag.id in cached:
@@ -191,7 +194,7 @@ async def _authenticate(ws: WebSocket, ctx: ApiContext) -> Principal:
     raw = await asyncio.wait_for(ws.receive_text(), AUTH_TIMEOUT_S)
     msg = json.loads(raw)
     if not isinstance(msg, dict) or msg.get("type") != "auth":
-        raise Unauthorized("the first message must be {\"type\": \"auth\", \"token\": \"...\"}")
+        raise Unauthorized('the first message must be {"type": "auth", "token": "..."}')
     if msg.get("api_key"):
         return await ctx.auth.principal_for_api_key(str(msg["api_key"]))
     return await ctx.auth.principal_for_token(str(msg.get("token", "")))

@@ -109,7 +109,11 @@ class IngestPipeline:
             raise NotFound(f"device {ref!r} not found", field=f"[{index}].device") from None
         if node.node_class is not NodeClass.DEVICE:
             raise InvalidInput(f"{ref!r} is a {node.node_class.value}, not a device", field=f"[{index}].device")
-        tags = {n.browse_name: n for n in await self.nodes.children(tenant_id, node.node_id) if n.node_class is NodeClass.TAG}
+        tags = {
+            n.browse_name: n
+            for n in await self.nodes.children(tenant_id, node.node_id)
+            if n.node_class is NodeClass.TAG
+        }
         entry = _Device(node, tags)
         self._devices[(tenant_id, ref)] = self._devices[(tenant_id, node.node_id)] = entry
         return entry

@@ -33,9 +33,7 @@ class LoginLimiter:
             q = self._recent(key, now)
             if len(q) >= self.max_failures:
                 retry = max(1, math.ceil(q[0] + self.window_s - now))
-                raise TooManyRequests(
-                    f"too many failed logins; try again in {retry} s", retry_after=retry
-                )
+                raise TooManyRequests(f"too many failed logins; try again in {retry} s", retry_after=retry)
 
     def failed(self, *keys: str) -> None:
         now = time.monotonic()

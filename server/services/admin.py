@@ -44,7 +44,9 @@ class AdminService:
             self._system(who)
         password_hash = await hash_password(admin_password, self.bcrypt_rounds)
         tenant = await self.tenants.create(name, display_name)
-        admin = await self.users.create(tenant.id, admin_username, password_hash, ["admin"], is_system_admin=who is None)
+        admin = await self.users.create(
+            tenant.id, admin_username, password_hash, ["admin"], is_system_admin=who is None
+        )
         actor = who.subject if who else "system"
         await self.audit.record(who.tenant_id if who else tenant.id, actor, "tenant.create", name)
         await self.audit.record(tenant.id, actor, "user.create", admin_username, detail={"roles": ["admin"]})
@@ -52,7 +54,7 @@ class AdminService:
 
     async def list_tenants(self, who: Principal) -> list[Tenant]:
         self._system(who)
-        return await self.tenants.list()
+        return await self.tenants.all()
 
     async def update_tenant(self, who: Principal, tenant_id: int, **changes: Any) -> Tenant:
         self._system(who)
@@ -76,7 +78,7 @@ class AdminService:
     # -- users ------------------------------------------------------------------------
     async def list_users(self, who: Principal) -> list[User]:
         who.require(Permission.USERS_MANAGE)
-        return await self.users.list(who.tenant_id)
+        return await self.users.all(who.tenant_id)
 
     async def get_user(self, who: Principal, user_id: int) -> User:
         if who.user_id != user_id:
@@ -89,7 +91,9 @@ class AdminService:
         who.require(Permission.USERS_MANAGE)
         await self._grantable(who, roles)
         password_hash = await hash_password(password, self.bcrypt_rounds)
-        user = await self.users.create(who.tenant_id, username, password_hash, roles, display_name=display_name, email=email)
+        user = await self.users.create(
+            who.tenant_id, username, password_hash, roles, display_name=display_name, email=email
+        )
         await self.audit.record(who.tenant_id, who.subject, "user.create", username, detail={"roles": roles})
         return user
 
@@ -147,7 +151,7 @@ class AdminService:
     # -- roles ------------------------------------------------------------------------
     async def list_roles(self, who: Principal) -> list[Role]:
         who.require(Permission.NAMESPACE_READ)
-        return await self.roles.list(who.tenant_id)
+        return await self.roles.all(who.tenant_id)
 
     async def create_role(self, who: Principal, name: str, permissions: list[str], description: str) -> Role:
         who.require(Permission.ROLES_MANAGE)
@@ -155,7 +159,9 @@ class AdminService:
         await self.audit.record(who.tenant_id, who.subject, "role.create", name, detail={"permissions": permissions})
         return role
 
-    async def update_role(self, who: Principal, name: str, permissions: list[str] | None, description: str | None) -> Role:
+    async def update_role(
+        self, who: Principal, name: str, permissions: list[str] | None, description: str | None
+    ) -> Role:
         who.require(Permission.ROLES_MANAGE)
         role = await self.roles.update(who.tenant_id, name, permissions=permissions, description=description)
         await self.audit.record(who.tenant_id, who.subject, "role.update", name, detail={"permissions": permissions})

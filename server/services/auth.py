@@ -146,7 +146,7 @@ class AuthService:
         tenant = await self.tenants.get(stored.tenant_id)
         if not tenant.is_active:
             raise Unauthorized("tenant disabled")
-        roles = [r for r in await self.roles.list(stored.tenant_id) if r.name in stored.roles]
+        roles = [r for r in await self.roles.all(stored.tenant_id) if r.name in stored.roles]
         perms = frozenset(p for r in roles for p in r.permissions)
         return Principal(
             tenant.id, tenant.name, f"apikey:{stored.name}", None, tuple(r.name for r in roles), perms, kind="apikey"
@@ -169,7 +169,9 @@ class AuthService:
         stored = await self.api_keys.create(
             principal.tenant_id, name, prefix, digest(full), [r.name for r in roles], principal.subject, expires_at
         )
-        await self.audit.record(principal.tenant_id, principal.subject, "apikey.create", name, detail={"roles": role_names})
+        await self.audit.record(
+            principal.tenant_id, principal.subject, "apikey.create", name, detail={"roles": role_names}
+        )
         return stored, full
 
     def forget(self, tenant_id: int) -> None:

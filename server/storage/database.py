@@ -66,14 +66,14 @@ class Database:
     def display_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
-    async def check(self, timeout: float = 10.0) -> None:
+    async def check(self, wait_s: float = 10.0) -> None:
         """Fail with one clear line when the database can't be reached."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait_s):
                 async with self.engine.connect() as conn:
                     await conn.execute(sa.text("SELECT 1"))
         except TimeoutError:
-            raise DatabaseError(f"database {self.display_url} did not answer within {timeout:.0f} s") from None
+            raise DatabaseError(f"database {self.display_url} did not answer within {wait_s:.0f} s") from None
         except (OSError, sa.exc.SQLAlchemyError) as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise DatabaseError(f"cannot connect to database {self.display_url}: {reason}") from None
@@ -82,7 +82,9 @@ class Database:
         """Bring the schema to the newest revision; returns that revision."""
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
-        return await self.revision()
+        revision = await self.revision()
+        assert revision is not None
+        return revision
 
     async def revision(self) -> str | None:
         async with self.engine.connect() as conn:

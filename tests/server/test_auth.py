@@ -42,7 +42,9 @@ def test_failed_login_is_401_and_audited(
 
 
 def test_refresh_rotates_and_reuse_revokes_the_session(live: LiveServer, tenant: TenantHandle) -> None:
-    first = httpx.post(live.base + LOGIN, json={"tenant": tenant.name, "username": "viewer", "password": "viewer" * 3}).json()
+    first = httpx.post(
+        live.base + LOGIN, json={"tenant": tenant.name, "username": "viewer", "password": "viewer" * 3}
+    ).json()
     r = httpx.post(live.base + "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert r.status_code == 200
     second = r.json()
@@ -57,7 +59,9 @@ def test_refresh_rotates_and_reuse_revokes_the_session(live: LiveServer, tenant:
 
 
 def test_logout_revokes_the_refresh_token(live: LiveServer, tenant: TenantHandle) -> None:
-    pair = httpx.post(live.base + LOGIN, json={"tenant": tenant.name, "username": "viewer", "password": "viewer" * 3}).json()
+    pair = httpx.post(
+        live.base + LOGIN, json={"tenant": tenant.name, "username": "viewer", "password": "viewer" * 3}
+    ).json()
     api = live.client(pair["access_token"])
     assert api.post("/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]}).status_code == 204
     r = httpx.post(live.base + "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
@@ -101,7 +105,9 @@ def test_api_keys_work_are_shown_once_and_can_be_revoked(live: LiveServer, tenan
 
 
 def test_api_key_cannot_exceed_its_creator(live: LiveServer, tenant: TenantHandle) -> None:
-    r = tenant.admin.post("/api/v1/roles", json={"name": "keymaster", "permissions": ["apikeys.manage", "namespace.read"]})
+    r = tenant.admin.post(
+        "/api/v1/roles", json={"name": "keymaster", "permissions": ["apikeys.manage", "namespace.read"]}
+    )
     assert r.status_code == 201
     r = tenant.admin.post("/api/v1/users", json={"username": "km", "password": "keymaster1", "roles": ["keymaster"]})
     assert r.status_code == 201
@@ -113,7 +119,9 @@ def test_api_key_cannot_exceed_its_creator(live: LiveServer, tenant: TenantHandl
 
 def test_user_and_role_changes_are_audited(live: LiveServer, tenant: TenantHandle) -> None:
     tenant.admin.post("/api/v1/roles", json={"name": "shift-lead", "permissions": ["alarms.ack", "namespace.read"]})
-    r = tenant.admin.post("/api/v1/users", json={"username": "sam", "password": "sam-password", "roles": ["viewer", "shift-lead"]})
+    r = tenant.admin.post(
+        "/api/v1/users", json={"username": "sam", "password": "sam-password", "roles": ["viewer", "shift-lead"]}
+    )
     assert r.status_code == 201
     assert set(r.json()["roles"]) == {"viewer", "shift-lead"}
     tenant.admin.patch(f"/api/v1/users/{r.json()['id']}", json={"password": "new-password"})

@@ -35,7 +35,8 @@ def test_create_validates_structure_and_names(live: LiveServer, tenant: TenantHa
         ({"parent": "Plant1", "node_class": "folder", "browse_name": "a/b"}, 422, "browse_name"),
         ({"parent": "Plant1", "node_class": "folder", "browse_name": "Area1"}, 409, "browse_name"),
         ({"parent": "Plant1/Nope", "node_class": "folder", "browse_name": "X"}, 404, "node"),
-        ({"parent": "Plant1/Area1/Pump7", "node_class": "tag", "browse_name": "T", "range_low": 5, "range_high": 1}, 422, "range_low"),
+        ({"parent": "Plant1/Area1/Pump7", "node_class": "tag", "browse_name": "T", "range_low": 5, "range_high": 1},
+         422, "range_low"),
         ({"parent": "Plant1", "node_class": "gizmo", "browse_name": "X"}, 422, "node_class"),
     ]  # fmt: skip
     for body, status, field in cases:
@@ -54,8 +55,14 @@ def test_rename_and_move_keep_node_ids_and_history(live: LiveServer, tenant: Ten
     ids = tenant.build_plant()
     eng = tenant.engineer
     t = time.time() - 10
-    assert eng.post("/api/v1/telemetry", json={"device": ids["Pump7"], "ts": t, "values": {"Flow": 4.2}}).status_code == 201
-    assert eng.post("/api/v1/nodes", json={"parent": "Plant1", "node_class": "folder", "browse_name": "Area2"}).status_code == 201
+    assert (
+        eng.post("/api/v1/telemetry", json={"device": ids["Pump7"], "ts": t, "values": {"Flow": 4.2}}).status_code
+        == 201
+    )
+    assert (
+        eng.post("/api/v1/nodes", json={"parent": "Plant1", "node_class": "folder", "browse_name": "Area2"}).status_code
+        == 201
+    )
     r = eng.post(f"/api/v1/nodes/{ids['Pump7']}/move", json={"parent": "Plant1/Area2"})
     assert r.status_code == 200 and r.json()["path"] == "Plant1/Area2/Pump7" and r.json()["node_id"] == ids["Pump7"]
     flow = eng.get(f"/api/v1/nodes/{ids['Flow']}").json()
@@ -65,7 +72,9 @@ def test_rename_and_move_keep_node_ids_and_history(live: LiveServer, tenant: Ten
     hist = eng.get("/api/v1/history", params={"node": "Plant1/Area2/Pump7B/Flow", "start": t - 1}).json()
     assert hist["value"] == [4.2] and hist["node_id"] == ids["Flow"]
     # Telemetry by the new path and by the stable id both reach the same tag.
-    assert eng.post("/api/v1/telemetry", json={"device": "Plant1/Area2/Pump7B", "values": {"Flow": 1}}).status_code == 201
+    assert (
+        eng.post("/api/v1/telemetry", json={"device": "Plant1/Area2/Pump7B", "values": {"Flow": 1}}).status_code == 201
+    )
     # A newcomer at the old path gets a fresh id, not the moved node's.
     r = eng.post("/api/v1/nodes", json={"parent": "Plant1/Area1", "node_class": "device", "browse_name": "Pump7"})
     assert r.status_code == 201 and r.json()["node_id"] != ids["Pump7"]
@@ -78,7 +87,10 @@ def test_rename_and_move_keep_node_ids_and_history(live: LiveServer, tenant: Ten
 def test_delete_removes_subtree_and_its_history(live: LiveServer, tenant: TenantHandle) -> None:
     ids = tenant.build_plant()
     eng = tenant.engineer
-    assert eng.post("/api/v1/telemetry", json={"device": ids["Pump7"], "values": {"Flow": 1, "Pressure": 2}}).status_code == 201
+    assert (
+        eng.post("/api/v1/telemetry", json={"device": ids["Pump7"], "values": {"Flow": 1, "Pressure": 2}}).status_code
+        == 201
+    )
     assert eng.delete(f"/api/v1/nodes/{ids['Area1']}").status_code == 204
     assert eng.get(f"/api/v1/nodes/{ids['Pump7']}").status_code == 404
     assert eng.get("/api/v1/nodes", params={"parent": ids["Plant1"]}).json() == []

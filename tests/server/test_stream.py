@@ -174,7 +174,9 @@ async def test_slow_client_gets_latest_value_per_node_not_a_queue() -> None:
     client.tags = set(range(10))
     sender = asyncio.create_task(client.sender())
     for i in range(1_000):
-        updates = [TagUpdate(1, tag, f"ns=2;s=T{tag}", f"T{tag}", float(i), float(i), Quality.GOOD) for tag in range(10)]
+        updates = [
+            TagUpdate(1, tag, f"ns=2;s=T{tag}", f"T{tag}", float(i), float(i), Quality.GOOD) for tag in range(10)
+        ]
         bus.publish(ValueBatch(1, updates))
         await asyncio.sleep(0)
         assert len(client.pending) <= 10

@@ -80,7 +80,12 @@ def test_far_future_and_pre_1970_timestamps_are_refused(live: LiveServer, tenant
         r = tenant.engineer.post("/api/v1/telemetry", json={"device": DEVICE, "ts": ts, "values": {"Flow": 1}})
         assert r.status_code == 422 and r.json()["field"] == "[0].ts"
     near = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()  # clocks drift: within the skew is fine
-    assert tenant.engineer.post("/api/v1/telemetry", json={"device": DEVICE, "ts": near, "values": {"Flow": 1}}).status_code == 201
+    assert (
+        tenant.engineer.post(
+            "/api/v1/telemetry", json={"device": DEVICE, "ts": near, "values": {"Flow": 1}}
+        ).status_code
+        == 201
+    )
 
 
 def test_a_batch_is_all_or_nothing(live: LiveServer, tenant: TenantHandle) -> None:
@@ -128,9 +133,13 @@ def test_count_in_equals_count_stored(live: LiveServer, tenant: TenantHandle) ->
         assert r.status_code == 201 and r.json()["accepted"] == 20
         sent += 20
     # A rejected request in between adds nothing.
-    assert tenant.engineer.post("/api/v1/telemetry", json={"device": DEVICE, "values": {"Flow": "x"}}).status_code == 422
+    assert (
+        tenant.engineer.post("/api/v1/telemetry", json={"device": DEVICE, "values": {"Flow": "x"}}).status_code == 422
+    )
     assert stored(live, tenant) == sent
-    r = tenant.users["viewer"].get("/api/v1/history", params={"node": f"{DEVICE}/Flow", "start": t0 - 1, "max_points": 10_000})
+    r = tenant.users["viewer"].get(
+        "/api/v1/history", params={"node": f"{DEVICE}/Flow", "start": t0 - 1, "max_points": 10_000}
+    )
     assert r.json()["count"] == sent // 2
 
 

@@ -67,7 +67,9 @@ async def list_tenants(who: Caller, ctx: Ctx) -> list[TenantOut]:
 @router.post("/tenants", response_model=TenantOut, status_code=201)
 async def create_tenant(body: TenantCreate, who: Caller, ctx: Ctx) -> TenantOut:
     ctx.admin._system(who)
-    tenant, _ = await ctx.admin.create_tenant(who, body.name, body.display_name, body.admin_username, body.admin_password)
+    tenant, _ = await ctx.admin.create_tenant(
+        who, body.name, body.display_name, body.admin_username, body.admin_password
+    )
     return _tenant(tenant)
 
 
@@ -140,7 +142,7 @@ async def delete_role(name: str, who: Caller, ctx: Ctx) -> Response:
 @router.get("/api-keys", response_model=list[ApiKeyOut])
 async def list_api_keys(who: Caller, ctx: Ctx) -> list[dict[str, Any]]:
     who.require(Permission.APIKEYS_MANAGE)
-    return [_key(k) for k in await ctx.api_keys.list(who.tenant_id)]
+    return [_key(k) for k in await ctx.api_keys.all(who.tenant_id)]
 
 
 @router.post("/api-keys", response_model=ApiKeyCreated, status_code=201)
@@ -168,7 +170,5 @@ async def audit(
     limit: int = Query(500, ge=1, le=10_000),
 ) -> list[AuditOut]:
     who.require(Permission.AUDIT_READ)
-    entries = await ctx.audit.list(who.tenant_id, start=start, end=end, action=action, limit=limit)
+    entries = await ctx.audit.query(who.tenant_id, start=start, end=end, action=action, limit=limit)
     return [AuditOut.model_validate(e, from_attributes=True) for e in entries]
-
-

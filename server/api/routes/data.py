@@ -64,8 +64,12 @@ async def values(
     found = await ctx.history.latest(who, node, under)
     return [
         ValueOut(
-            node_id=v.node.node_id, path=v.node.path, unit=v.node.unit, ts=v.ts,
-            time=iso(v.ts) if v.ts is not None else None, value=v.value,
+            node_id=v.node.node_id,
+            path=v.node.path,
+            unit=v.node.unit,
+            ts=v.ts,
+            time=iso(v.ts) if v.ts is not None else None,
+            value=v.value,
             quality=v.quality.label if v.quality is not None else None,
         )  # fmt: skip
         for v in found

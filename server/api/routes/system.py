@@ -26,7 +26,7 @@ async def health() -> dict[str, str]:
 @router.get("/ready", response_model=None)
 async def ready(ctx: Ctx) -> dict[str, Any] | JSONResponse:
     try:
-        await ctx.db.check(timeout=3)
+        await ctx.db.check(wait_s=3)
     except Exception as exc:
         return problem(503, f"database not ready: {exc}")
     if ctx.writer.stats.failures and ctx.writer.queued > ctx.writer.max_pending // 2:
@@ -51,5 +51,3 @@ async def ingest_stats(who: Caller, ctx: Ctx) -> dict[str, Any]:
     """Counters per adapter since start (server-wide figures; no tenant data in them)."""
     who.require(Permission.NAMESPACE_READ)
     return {name: s.as_dict() for name, s in ctx.pipeline.stats.items()}
-
-

@@ -122,7 +122,9 @@ class PostgresSampleStore:
         return sorted(int(r[0]) for r in rows)
 
     async def clear_pending(self, windows: list[int]) -> None:
-        await self.pool.execute("DELETE FROM rollup_pending WHERE min_ts = ANY($1::float8[])", [float(w) for w in windows])
+        await self.pool.execute(
+            "DELETE FROM rollup_pending WHERE min_ts = ANY($1::float8[])", [float(w) for w in windows]
+        )
 
     async def replace_rollups(self, width: int, start: int, end: int, rollup: Rollup) -> None:
         table = rollup_table_name(width)

@@ -6,8 +6,8 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
@@ -96,14 +96,13 @@ class SqliteSampleStore:
             self._conns.clear()
 
     async def write(self, batch: SampleColumns, windows: list[int]) -> None:
-        rows = list(zip(batch.tag_id.tolist(), batch.ts.tolist(), batch.value.tolist(), batch.quality.tolist()))
+        columns = (batch.tag_id.tolist(), batch.ts.tolist(), batch.value.tolist(), batch.quality.tolist())
+        rows = list(zip(*columns, strict=True))
 
         def run(c: sqlite3.Connection) -> None:
             with _transaction(c):
                 c.executemany("INSERT INTO samples (tag_id, ts, value, quality) VALUES (?, ?, ?, ?)", rows)
-                c.executemany(
-                    "INSERT INTO rollup_pending (min_ts, max_ts) VALUES (?, ?)", [(w, w) for w in windows]
-                )
+                c.executemany("INSERT INTO rollup_pending (min_ts, max_ts) VALUES (?, ?)", [(w, w) for w in windows])
 
         await self._w(run)
 

@@ -43,12 +43,18 @@ class AuditRepository:
         async with self.db.begin() as conn:
             await conn.execute(
                 audit_log.insert().values(
-                    tenant_id=tenant_id, ts=now(), actor=actor, action=action, target=target[:500], success=success,
-                    address=address, detail=detail or {},
+                    tenant_id=tenant_id,
+                    ts=now(),
+                    actor=actor,
+                    action=action,
+                    target=target[:500],
+                    success=success,
+                    address=address,
+                    detail=detail or {},
                 )  # fmt: skip
             )
 
-    async def list(
+    async def query(
         self,
         tenant_id: int,
         *,

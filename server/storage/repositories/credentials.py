@@ -53,8 +53,13 @@ class ApiKeyRepository:
             key_id = await conn.scalar(
                 api_keys.insert()
                 .values(
-                    tenant_id=tenant_id, name=name, prefix=prefix, key_hash=key_hash, roles=roles,
-                    created_by=created_by, expires_at=expires_at,
+                    tenant_id=tenant_id,
+                    name=name,
+                    prefix=prefix,
+                    key_hash=key_hash,
+                    roles=roles,
+                    created_by=created_by,
+                    expires_at=expires_at,
                 )  # fmt: skip
                 .returning(api_keys.c.id)
             )
@@ -63,15 +68,19 @@ class ApiKeyRepository:
     async def get(self, tenant_id: int, key_id: int) -> ApiKey:
         async with self.db.connect() as conn:
             row = (
-                await conn.execute(sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id))
+                await conn.execute(
+                    sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id)
+                )
             ).first()
         if row is None:
             raise NotFound(f"API key {key_id} not found")
         return _key(row)
 
-    async def list(self, tenant_id: int) -> list[ApiKey]:
+    async def all(self, tenant_id: int) -> list[ApiKey]:
         async with self.db.connect() as conn:
-            rows = await conn.execute(sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id).order_by(api_keys.c.id))
+            rows = await conn.execute(
+                sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id).order_by(api_keys.c.id)
+            )
             return [_key(r) for r in rows]
 
     async def by_prefix(self, prefix: str) -> ApiKey | None:
@@ -91,7 +100,9 @@ class ApiKeyRepository:
     async def touch(self, tenant_id: int, key_id: int) -> None:
         async with self.db.begin() as conn:
             await conn.execute(
-                api_keys.update().where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id).values(last_used_at=now())
+                api_keys.update()
+                .where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id)
+                .values(last_used_at=now())
             )
 
 
@@ -120,7 +131,9 @@ class RefreshTokenRepository:
 
     async def by_hash(self, token_hash: str) -> RefreshToken | None:
         async with self.db.connect() as conn:
-            row = (await conn.execute(sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash))).first()
+            row = (
+                await conn.execute(sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash))
+            ).first()
         if row is None:
             return None
         expires = utc(row.expires_at)

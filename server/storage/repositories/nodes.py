@@ -94,7 +94,9 @@ class NodeRepository:
         if not ids:
             return []
         async with self.db.connect() as conn:
-            rows = (await conn.execute(sa.select(nodes).where(nodes.c.tenant_id == tenant_id, nodes.c.id.in_(ids)))).all()
+            rows = (
+                await conn.execute(sa.select(nodes).where(nodes.c.tenant_id == tenant_id, nodes.c.id.in_(ids)))
+            ).all()
         return [_node(r) for r in rows]
 
     async def children(self, tenant_id: int, parent: str | None) -> list[Node]:
@@ -266,7 +268,9 @@ class NodeRepository:
                 (
                     await conn.scalars(
                         sa.select(nodes.c.id).where(
-                            nodes.c.tenant_id == tenant_id, subtree(node.path), nodes.c.node_class == NodeClass.TAG.value
+                            nodes.c.tenant_id == tenant_id,
+                            subtree(node.path),
+                            nodes.c.node_class == NodeClass.TAG.value,
                         )
                     )
                 ).all()

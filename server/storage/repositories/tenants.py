@@ -100,7 +100,7 @@ class TenantRepository:
             row = (await conn.execute(sa.select(tenants).where(tenants.c.name == name))).first()
         return _tenant(row) if row else None
 
-    async def list(self) -> list[Tenant]:
+    async def all(self) -> list[Tenant]:
         async with self.db.connect() as conn:
             rows = (await conn.execute(sa.select(tenants).order_by(tenants.c.name))).all()
         return [_tenant(r) for r in rows]

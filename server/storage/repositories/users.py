@@ -48,7 +48,7 @@ class RoleRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def list(self, tenant_id: int) -> list[Role]:
+    async def all(self, tenant_id: int) -> list[Role]:
         async with self.db.connect() as conn:
             rows = await conn.execute(sa.select(roles).where(roles.c.tenant_id == tenant_id).order_by(roles.c.id))
             return [_role(r) for r in rows]
@@ -67,9 +67,7 @@ class RoleRepository:
         if not name or len(name) > 64:
             raise InvalidInput("role name must be 1-64 characters", field="name")
         async with self.db.begin() as conn:
-            taken = await conn.scalar(
-                sa.select(roles.c.id).where(roles.c.tenant_id == tenant_id, roles.c.name == name)
-            )
+            taken = await conn.scalar(sa.select(roles.c.id).where(roles.c.tenant_id == tenant_id, roles.c.name == name))
             if taken:
                 raise Conflict(f"role {name!r} already exists", field="name")
             await conn.execute(
@@ -92,7 +90,9 @@ class RoleRepository:
             values["description"] = description
         if values:
             async with self.db.begin() as conn:
-                await conn.execute(roles.update().where(roles.c.tenant_id == tenant_id, roles.c.id == role.id).values(**values))
+                await conn.execute(
+                    roles.update().where(roles.c.tenant_id == tenant_id, roles.c.id == role.id).values(**values)
+                )
         return await self.get(tenant_id, name)
 
     async def delete(self, tenant_id: int, name: str) -> None:
@@ -100,7 +100,9 @@ class RoleRepository:
         if role.builtin:
             raise Conflict(f"built-in role {name!r} cannot be deleted")
         async with self.db.begin() as conn:
-            held = await conn.scalar(sa.select(sa.func.count()).select_from(user_roles).where(user_roles.c.role_id == role.id))
+            held = await conn.scalar(
+                sa.select(sa.func.count()).select_from(user_roles).where(user_roles.c.role_id == role.id)
+            )
             if held:
                 raise Conflict(f"role {name!r} is held by {held} user(s); remove it from them first")
             await conn.execute(roles.delete().where(roles.c.tenant_id == tenant_id, roles.c.id == role.id))
@@ -165,7 +167,7 @@ class UserRepository:
         found = await self._load(tenant_id, users.c.username == username)
         return found[0] if found else None
 
-    async def list(self, tenant_id: int) -> list[User]:
+    async def all(self, tenant_id: int) -> list[User]:
         return await self._load(tenant_id, sa.true())
 
     async def create(
@@ -249,4 +251,4 @@ class UserRepository:
 
     async def count_with_permission(self, tenant_id: int, permission: Permission) -> int:
         """Active users holding a permission; guards against locking a tenant out of administration."""
-        return sum(1 for u in await self.list(tenant_id) if u.is_active and permission in u.permissions)
+        return sum(1 for u in await self.all(tenant_id) if u.is_active and permission in u.permissions)

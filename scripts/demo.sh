@@ -1,0 +1,34 @@
+#!/bin/sh
+# The demo: an embedded server (SQLite in .demo/), the plant simulator, and the console.
+set -e
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+export IIOT_DATA_DIR="${IIOT_DATA_DIR:-$PWD/.demo}"
+export IIOT_HTTP_PORT="${IIOT_HTTP_PORT:-8080}"
+export IIOT_ADMIN_PASSWORD="${IIOT_ADMIN_PASSWORD:-demo-admin}"
+URL="http://127.0.0.1:$IIOT_HTTP_PORT"
+
+$BIN/iiot-server init --tenant demo --admin admin
+$BIN/iiot-server run > "$IIOT_DATA_DIR/server.log" 2>&1 &
+SERVER=$!
+SIM=""
+cleanup() { [ -n "$SIM" ] && kill "$SIM" 2>/dev/null; kill "$SERVER" 2>/dev/null; wait 2>/dev/null; }
+trap cleanup EXIT INT TERM
+
+for i in $(seq 1 60); do
+    $BIN/python -c "import httpx,sys; sys.exit(httpx.get('$URL/ready').status_code != 200)" 2>/dev/null && break
+    kill -0 "$SERVER" 2>/dev/null || { echo "demo: server failed, see $IIOT_DATA_DIR/server.log"; exit 1; }
+    sleep 0.5
+done
+IIOT_SIM_PASSWORD="$IIOT_ADMIN_PASSWORD" $BIN/iiot-sim --server "$URL" --tenant demo --username admin \
+    > "$IIOT_DATA_DIR/simulator.log" 2>&1 &
+SIM=$!
+
+echo "demo: server $URL (API docs $URL/docs), tenant 'demo', user 'admin', password '$IIOT_ADMIN_PASSWORD'"
+echo "demo: logs in $IIOT_DATA_DIR; Ctrl-C stops everything"
+if [ -n "$DISPLAY" ] || [ -n "$WAYLAND_DISPLAY" ]; then
+    $BIN/iiot-hmi --server "$URL"
+else
+    echo "demo: no display, so the console is not opened; server and simulator keep running"
+    wait "$SERVER"
+fi
