@@ -84,12 +84,27 @@ class IngestPipeline:
         self.nodes, self.tenants, self.writer, self.cache, self.bus = nodes, tenants, writer, cache, bus
         self.max_future_skew_s = max_future_skew_s
         self.clock = clock
-        self.stats: dict[str, AdapterStats] = {}
+        self.stats: dict[tuple[int | None, str], AdapterStats] = {}
+        """Per tenant and adapter; tenant None holds what could not be attributed (bad topics...)."""
         self._devices: dict[tuple[int, str], _Device] = {}
         self._subscription = bus.subscribe(None, self._on_message)
 
-    def adapter(self, source: str) -> AdapterStats:
-        return self.stats.setdefault(source, AdapterStats())
+    def adapter(self, source: str, tenant_id: int | None = None) -> AdapterStats:
+        return self.stats.setdefault((tenant_id, source), AdapterStats())
+
+    def stats_for(self, tenant_id: int | None) -> dict[str, dict[str, object]]:
+        """One tenant's counters by adapter; None sums every tenant (system administrators)."""
+        out: dict[str, AdapterStats] = {}
+        for (owner, source), s in self.stats.items():
+            if tenant_id is not None and owner != tenant_id:
+                continue
+            total = out.setdefault(source, AdapterStats())
+            total.received += s.received
+            total.accepted += s.accepted
+            total.rejected.update(s.rejected)
+            total.dead_lettered += s.dead_lettered
+            total.reconnects += s.reconnects
+        return {source: s.as_dict() for source, s in sorted(out.items())}
 
     def _on_message(self, message: Message) -> None:
         if isinstance(message, Event) and message.kind == "namespace":
@@ -121,7 +136,7 @@ class IngestPipeline:
     async def ingest(
         self, tenant_id: int, items: list[DeviceValues], *, source: str = "http", wait: bool = True
     ) -> IngestResult:
-        stats = self.adapter(source)
+        stats = self.adapter(source, tenant_id)
         stats.received += sum(len(i.values) for i in items)
         try:
             result = await self._ingest(tenant_id, items, wait)

@@ -182,3 +182,16 @@ def test_values_history_and_csv(live: LiveServer, tenant: TenantHandle) -> None:
         r = viewer.get("/api/v1/history", params=params)
         assert r.status_code == 422 and r.json()["field"] == field, (params, r.text)
     assert viewer.get("/api/v1/history", params={"node": "Plant1/Nope"}).status_code == 404
+
+
+def test_ingest_stats_count_accepted_and_rejected_per_tenant(
+    live: LiveServer, tenant: TenantHandle, other_tenant: TenantHandle
+) -> None:
+    tenant.build_plant()
+    eng = tenant.engineer
+    assert eng.post("/api/v1/telemetry", json={"device": DEVICE, "values": {"Flow": 1, "Pressure": 2}}).status_code == 201
+    assert eng.post("/api/v1/telemetry", json={"device": "Plant1/Nope", "values": {"Flow": 1}}).status_code == 404
+    stats = tenant.users["viewer"].get("/api/v1/ingest/stats").json()
+    assert stats["http"]["received"] == 3 and stats["http"]["accepted"] == 2
+    assert stats["http"]["rejected"] == {"unknown_device": 1}
+    assert other_tenant.users["viewer"].get("/api/v1/ingest/stats").json() == {}

@@ -96,10 +96,10 @@ class SqliteSampleStore:
             self._conns.clear()
 
     async def write(self, batch: SampleColumns, windows: list[int]) -> None:
-        columns = (batch.tag_id.tolist(), batch.ts.tolist(), batch.value.tolist(), batch.quality.tolist())
-        rows = list(zip(*columns, strict=True))
-
         def run(c: sqlite3.Connection) -> None:
+            # Row tuples are built here, on the writer thread, not on the event loop.
+            columns = (batch.tag_id.tolist(), batch.ts.tolist(), batch.value.tolist(), batch.quality.tolist())
+            rows = zip(*columns, strict=True)
             with _transaction(c):
                 c.executemany("INSERT INTO samples (tag_id, ts, value, quality) VALUES (?, ?, ?, ?)", rows)
                 c.executemany("INSERT INTO rollup_pending (min_ts, max_ts) VALUES (?, ?)", [(w, w) for w in windows])
