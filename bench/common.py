@@ -44,6 +44,45 @@ class BenchDb:
     tmp: Path
 
 
+def machine_busy(seconds: float = 1.0) -> float:
+    """Cores busy (user+system, all processes) averaged over `seconds`."""
+
+    def ticks() -> tuple[int, int]:
+        v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(v) - v[3] - v[4], sum(v)
+
+    b0, t0 = ticks()
+    time.sleep(seconds)
+    b1, t1 = ticks()
+    cores = os.cpu_count() or 1
+    return (b1 - b0) / max(1, t1 - t0) * cores
+
+
+def wait_for_quiet(limit: float = 0.35, max_wait: float = 180.0) -> str:
+    """Wait until other work on this shared machine leaves the cores idle; returns a note for the doc."""
+    t0 = time.monotonic()
+    busy = machine_busy(2.0)
+    while busy > limit and time.monotonic() - t0 < max_wait:
+        print(f"  (machine busy: {busy:.2f} cores used by other processes; waiting for quiet)", flush=True)
+        busy = machine_busy(3.0)
+    waited = time.monotonic() - t0
+    state = "quiet" if busy <= limit else "**busy**"
+    return f"machine {state} before the run ({busy:.2f} cores in use by other processes, waited {waited:.0f} s)"
+
+
+def git_note() -> str:
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "server"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "git: unknown"
+    return f"code: {rev}" + (" + uncommitted changes under server/" if dirty else "")
+
+
 def cpu_note() -> str:
     model = ""
     try:
@@ -153,7 +192,10 @@ def render(title: str, rows: list[Row], notes: list[str], command: str) -> str:
     machine = f"{os.cpu_count()} cores"
     head = "| Date | Machine | Backend | Figure | Measured | Baseline | Ratio | Goal | Met |"
     sep = "|---|---|---|---|---:|---:|---:|---|---|"
-    lines = [f"## {title} ({now})", "", f"Command: `{command}`  ", f"Environment: {environment_note()}", "", head, sep]
+    lines = [
+        f"## {title} ({now})", "", f"Command: `{command}`  ", f"Environment: {environment_note()}; {git_note()}", "",
+        head, sep,
+    ]  # fmt: skip
     for r in rows:
         lines.append(
             f"| {now[:10]} | {machine} | {r.backend} | {r.figure} | {r.value} | {r.baseline} | {r.ratio} | {r.goal} | {r.met} |"

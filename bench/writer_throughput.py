@@ -33,7 +33,7 @@ import time
 import asyncpg
 import numpy as np
 
-from bench.common import BACKENDS, Row, bench_database, fmt_rate, publish, yes_no
+from bench.common import BACKENDS, Row, bench_database, fmt_rate, publish, wait_for_quiet, yes_no
 from server.storage.historian.columns import SampleColumns
 from server.storage.historian.postgres_store import PostgresSampleStore
 from server.storage.historian.sqlite_store import SqliteSampleStore
@@ -242,10 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         label = f"{tags:,} tags × {seconds:,} s"
         for backend in backends:
             print(f"writer throughput on {backend}: {label} = {n:,} samples, chunks of {a.chunk}", flush=True)
+            quiet = wait_for_quiet()
             r = asyncio.run(bench_backend(backend, s, a.chunk, a.repeat))
             rows.append(rows_for(backend, label, n, r))
             notes.append(
-                f"{backend}, {label}: writer {n / float(r['writer']):,.0f}/s to `stop()` "
+                f"{backend}, {label}: {quiet}; writer {n / float(r['writer']):,.0f}/s to `stop()` "
                 f"({n / float(r['committed']):,.0f}/s to the last commit; the rest is the final rollup merge), "
                 f"raw {n / float(r['raw']):,.0f}/s; writer stats {r['stats']}."
             )

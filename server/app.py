@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from server.api.app import create_api
 from server.api.deps import ApiContext
 from server.bus import Bus
-from server.config import Settings
+from server.config import ConfigError, Settings
 from server.ingest.live_cache import LiveCache
 from server.ingest.pipeline import IngestPipeline
 from server.security.limiter import LoginLimiter
@@ -67,19 +67,22 @@ class Server:
         refresh, api_keys = RefreshTokenRepository(self.db), ApiKeyRepository(self.db)
         self.audit = AuditRepository(self.db)
         self.nodes = NodeRepository(self.db)
-        secret = load_or_create_secret(settings.jwt_secret, settings.data_dir)
+        try:
+            secret = load_or_create_secret(settings.jwt_secret, settings.data_dir)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.auth = AuthService(
             tenants=tenants, users=users, roles=roles, refresh_tokens=refresh, api_keys=api_keys, audit=self.audit,
             codec=TokenCodec(secret, settings.access_token_ttl_s),
             limiter=LoginLimiter(settings.login_max_failures, settings.login_failure_window_s),
             refresh_ttl_s=settings.refresh_token_ttl_s,
         )  # fmt: skip
-        self.admin = AdminService(tenants, users, roles, refresh, self.audit, self.auth, bcrypt_rounds)
+        self.admin = AdminService(tenants, users, roles, refresh, self.audit, self.auth, api_keys, bcrypt_rounds)
         self.pipeline = IngestPipeline(
             nodes=self.nodes, tenants=tenants, writer=self.writer, cache=self.cache, bus=self.bus,
             max_future_skew_s=settings.max_future_skew_s,
         )  # fmt: skip
-        self.namespace = NamespaceService(self.nodes, self.store, self.cache, self.audit, self.bus)
+        self.namespace = NamespaceService(self.nodes, self.store, self.writer, self.cache, self.audit, self.bus)
         reader = HistoryReader(self.store, self.writer.unmerged)
         self.history = HistoryService(self.nodes, reader, self.cache, settings.max_history_points)
         self.ctx = ApiContext(

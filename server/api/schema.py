@@ -201,7 +201,7 @@ class DeviceStatusUpdate(Body):
 class NodeOut(BaseModel):
     node_id: str
     path: str
-    parent: str | None
+    parent_path: str | None = Field(description="path of the parent node; null at the root")
     node_class: NodeClassName
     browse_name: str
     display_name: str

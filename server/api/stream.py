@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketState
 
 from server.api.deps import ApiContext
 from server.bus import Event, Message, ValueBatch
-from server.domain.errors import DomainError, Unauthorized
+from server.domain.errors import DomainError, Forbidden, Unauthorized
 from server.domain.namespace import in_subtree
 from server.domain.permissions import Permission
 from server.domain.principal import Principal
@@ -37,8 +37,9 @@ MAX_MESSAGE_BYTES = 256 * 1024
 
 
 class _Client:
-    def __init__(self, ws: WebSocket, ctx: ApiContext, who: Principal) -> None:
+    def __init__(self, ws: WebSocket, ctx: ApiContext, who: Principal, credential: Credential | None = None) -> None:
         self.ws, self.ctx, self.who = ws, ctx, who
+        self.credential = credential
         self.tags: set[int] = set()
         self.subtrees: dict[str, str] = {}  # root node id -> its current path
         self.pending: dict[int, TagUpdate] = {}
@@ -90,6 +91,18 @@ class _Client:
                 await self.send({"type": "values", "updates": [_update(u) for u in batch.values()]})
                 self.frames += 1
 
+    async def revalidate(self) -> None:
+        """A disabled user, a revoked key or a removed role ends the stream, not only new requests."""
+        if self.credential is None:
+            return
+        kind, secret = self.credential
+        if kind == "token":
+            self.who = await self.ctx.auth.principal_for_token(secret)
+        else:
+            self.who = await self.ctx.auth.principal_for_api_key(secret)
+        if Permission.NAMESPACE_READ not in self.who.permissions:
+            raise Forbidden("the stream's credential no longer holds namespace.read")
+
     async def heartbeat(self) -> None:
         period = self.ctx.settings.stream_heartbeat_s
         while True:
@@ -99,6 +112,12 @@ class _Client:
             if self.who.expires_at is not None and self.who.expires_at <= time.time():
                 await self.send({"type": "error", "status": 401, "detail": "access token expired; send a new one"})
                 await self.ws.close(CLOSE_AUTH_EXPIRED, "access token expired")
+                return
+            try:
+                await self.revalidate()
+            except DomainError as exc:
+                await self.send({"type": "error", "status": exc.status, "detail": exc.detail})
+                await self.ws.close(CLOSE_AUTH_FAILED, exc.detail[:120])
                 return
             if wait >= period or expires is None:
                 await self.send({"type": "heartbeat", "t": time.time(), "dropped_events": self.dropped_events})
@@ -116,6 +135,7 @@ class _Client:
                 if who.tenant_id != self.who.tenant_id or who.user_id != self.who.user_id:
                     raise Unauthorized("a stream cannot change user or tenant; open a new one")
                 self.who = who
+                self.credential = ("token", str(msg.get("token", "")))
                 await self.send({"type": "auth_ok", "id": req_id, "expires_at": who.expires_at})
             elif kind == "ping":
                 await self.send({"type": "pong", "id": req_id, "t": time.time()})
@@ -145,16 +165,17 @@ class _Client:
                 "subtrees": [n.node_id for n in root_nodes],
             }
         )  # fmt: skip
-        current: list[dict[str, Any]] = []
+        snapshot: dict[str, dict[str, Any]] = {}
         for root in root_nodes:
             for v in await self.ctx.history.latest(self.who, None, root.node_id):
                 if v.ts is not None and v.quality is not None:
-                    current.append({"n": v.node.node_id, "t": v.ts, "v": v.value, "q": int(v.quality)})
+                    snapshot[v.node.node_id] = {"n": v.node.node_id, "t": v.ts, "v": v.value, "q": int(v.quality)}
         cached = await self.ctx.history.cache.get([t.id for t in tags])
         for tag in tags:
             if tag.id in cached:
                 ts, value, quality = cached[tag.id]
-                current.append({"n": tag.node_id, "t": ts, "v": value, "q": int(quality)})
+                snapshot[tag.node_id] = {"n": tag.node_id, "t": ts, "v": value, "q": int(quality)}
+        current = list(snapshot.values())
         if current:
             await self.send({"type": "values", "snapshot": True, "updates": current})
 
@@ -185,19 +206,32 @@ def _strings(msg: dict[str, Any], key: str) -> list[str]:
     return value
 
 
-async def _authenticate(ws: WebSocket, ctx: ApiContext) -> Principal:
+Credential = tuple[str, str]
+"""("token", access token) or ("apikey", key): kept to re-check the caller while streaming."""
+
+
+async def _authenticate(ws: WebSocket, ctx: ApiContext) -> tuple[Principal, Credential]:
     header = ws.headers.get("authorization", "")
+    credential: Credential
     if header.lower().startswith("bearer "):
-        return await ctx.auth.principal_for_token(header[7:].strip())
-    if ws.headers.get("x-api-key"):
-        return await ctx.auth.principal_for_api_key(ws.headers["x-api-key"])
-    raw = await asyncio.wait_for(ws.receive_text(), AUTH_TIMEOUT_S)
-    msg = json.loads(raw)
-    if not isinstance(msg, dict) or msg.get("type") != "auth":
-        raise Unauthorized('the first message must be {"type": "auth", "token": "..."}')
-    if msg.get("api_key"):
-        return await ctx.auth.principal_for_api_key(str(msg["api_key"]))
-    return await ctx.auth.principal_for_token(str(msg.get("token", "")))
+        credential = ("token", header[7:].strip())
+    elif ws.headers.get("x-api-key"):
+        credential = ("apikey", ws.headers["x-api-key"])
+    else:
+        raw = await asyncio.wait_for(ws.receive_text(), AUTH_TIMEOUT_S)
+        msg = json.loads(raw)
+        if not isinstance(msg, dict) or msg.get("type") != "auth":
+            raise Unauthorized('the first message must be {"type": "auth", "token": "..."}')
+        if msg.get("api_key"):
+            credential = ("apikey", str(msg["api_key"]))
+        else:
+            credential = ("token", str(msg.get("token", "")))
+    if credential[0] == "apikey":
+        who = await ctx.auth.principal_for_api_key(credential[1])
+    else:
+        who = await ctx.auth.principal_for_token(credential[1])
+    who.require(Permission.NAMESPACE_READ)
+    return who, credential
 
 
 @router.websocket("/api/v1/stream")
@@ -205,15 +239,16 @@ async def stream(ws: WebSocket) -> None:
     ctx: ApiContext = ws.app.state.ctx
     await ws.accept()
     try:
-        who = await _authenticate(ws, ctx)
+        who, credential = await _authenticate(ws, ctx)
     except (DomainError, TimeoutError, ValueError, WebSocketDisconnect) as exc:
         if ws.application_state == WebSocketState.CONNECTED:
             detail = exc.detail if isinstance(exc, DomainError) else "authentication failed"
+            status = exc.status if isinstance(exc, DomainError) else 401
             with contextlib.suppress(Exception):
-                await ws.send_text(json.dumps({"type": "error", "status": 401, "detail": detail}))
+                await ws.send_text(json.dumps({"type": "error", "status": status, "detail": detail}))
                 await ws.close(CLOSE_AUTH_FAILED, detail[:120])
         return
-    client = _Client(ws, ctx, who)
+    client = _Client(ws, ctx, who, credential)
     ctx.stream_clients += 1
     tasks = [asyncio.create_task(client.sender()), asyncio.create_task(client.heartbeat())]
     try:

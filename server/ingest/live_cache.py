@@ -24,20 +24,16 @@ class LiveCache:
         return True
 
     async def get(self, tag_ids: list[int]) -> dict[int, LiveValue]:
-        result: dict[int, LiveValue] = {}
-        for tag_id in tag_ids:
-            value = self._values.get(tag_id)
-            if value is None and tag_id not in self._known_empty:
-                stored = await self._store.latest(tag_id)
-                if stored is None:
+        cold = [t for t in tag_ids if t not in self._values and t not in self._known_empty]
+        if cold:
+            stored = await self._store.latest_many(cold)
+            for tag_id in cold:
+                found = stored.get(tag_id)
+                if found is None:
                     self._known_empty.add(tag_id)
-                else:
-                    value = (stored[0], stored[1], Quality(stored[2]))
-                    if tag_id not in self._values:
-                        self._values[tag_id] = value
-            if value is not None:
-                result[tag_id] = value
-        return result
+                elif tag_id not in self._values:  # a live value may have arrived meanwhile
+                    self._values[tag_id] = (found[0], found[1], Quality(found[2]))
+        return {t: self._values[t] for t in tag_ids if t in self._values}
 
     def drop(self, tag_ids: list[int]) -> None:
         for tag_id in tag_ids:

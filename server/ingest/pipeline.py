@@ -176,6 +176,7 @@ class IngestPipeline:
                     raise InvalidInput(f"tag name {name!r}: {exc.detail}", field=f"[{i}].values.{name}") from None
                 missing.setdefault(device.node.id, []).append(name)
         created: list[str] = []
+        created_ids: list[str] = []
         if missing:
             by_id = {d.node.id: d for d in devices}
             for device_id, names in missing.items():
@@ -183,7 +184,8 @@ class IngestPipeline:
                 for tag in await self.nodes.create_tags(tenant_id, device.node, names):
                     device.tags[tag.browse_name] = tag
                     created.append(tag.path)
-            self.bus.publish(Event(tenant_id, "namespace", {"created": created}))
+                    created_ids.append(tag.node_id)
+            self.bus.publish(Event(tenant_id, "namespace", {"created": created_ids}))
         tag_ids: list[int] = []
         stamps: list[float] = []
         values: list[float] = []

@@ -32,7 +32,10 @@ def load_or_create_secret(configured: str, data_dir: Path) -> str:
         return configured
     path = data_dir / "jwt_secret"
     if path.exists():
-        return path.read_text(encoding="utf-8").strip()
+        secret = path.read_text(encoding="utf-8").strip()
+        if len(secret) < 32:
+            raise ValueError(f"{path} holds fewer than 32 characters; delete it to have a new secret generated")
+        return secret
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

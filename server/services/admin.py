@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from server.domain.errors import Conflict, Forbidden
-from server.domain.permissions import Permission
+from server.domain.permissions import Permission, parse_permissions
 from server.domain.principal import Principal
 from server.security.passwords import hash_password
 from server.services.auth import AuthService
 from server.storage.repositories.audit import AuditRepository
-from server.storage.repositories.credentials import RefreshTokenRepository
+from server.storage.repositories.credentials import ApiKeyRepository, RefreshTokenRepository
+from server.storage.repositories.tenants import check_tenant_name
+from server.storage.repositories.users import check_username
 from server.storage.repositories.tenants import Tenant, TenantRepository
 from server.storage.repositories.users import Role, RoleRepository, User, UserRepository
 
@@ -24,9 +26,10 @@ class AdminService:
         refresh_tokens: RefreshTokenRepository,
         audit: AuditRepository,
         auth: AuthService,
+        api_keys: ApiKeyRepository,
         bcrypt_rounds: int = 12,
     ) -> None:
-        self.tenants, self.users, self.roles = tenants, users, roles
+        self.tenants, self.users, self.roles, self.api_keys = tenants, users, roles, api_keys
         self.refresh_tokens, self.audit, self.auth = refresh_tokens, audit, auth
         self.bcrypt_rounds = bcrypt_rounds
 
@@ -42,11 +45,18 @@ class AdminService:
         """A tenant always starts with an administrator, so it is never unmanageable."""
         if who is not None:
             self._system(who)
+        # Validate everything first: a tenant without its administrator must never be left behind.
+        check_tenant_name(name)
+        check_username(admin_username, field="admin_username")
         password_hash = await hash_password(admin_password, self.bcrypt_rounds)
         tenant = await self.tenants.create(name, display_name)
-        admin = await self.users.create(
-            tenant.id, admin_username, password_hash, ["admin"], is_system_admin=who is None
-        )
+        try:
+            admin = await self.users.create(
+                tenant.id, admin_username, password_hash, ["admin"], is_system_admin=who is None
+            )
+        except BaseException:
+            await self.tenants.delete(tenant.id)
+            raise
         actor = who.subject if who else "system"
         await self.audit.record(who.tenant_id if who else tenant.id, actor, "tenant.create", name)
         await self.audit.record(tenant.id, actor, "user.create", admin_username, detail={"roles": ["admin"]})
@@ -103,6 +113,7 @@ class AdminService:
         if not own or admin_fields:
             who.require(Permission.USERS_MANAGE)
         target = await self.users.get(who.tenant_id, user_id)
+        self._guard_system_admin(who, target)
         if changes.get("roles") is not None:
             await self._grantable(who, changes["roles"])
         password_hash = None
@@ -131,15 +142,27 @@ class AdminService:
     async def delete_user(self, who: Principal, user_id: int) -> None:
         who.require(Permission.USERS_MANAGE)
         target = await self.users.get(who.tenant_id, user_id)
+        self._guard_system_admin(who, target)
         if target.id == who.user_id:
             raise Conflict("you cannot delete yourself")
-        if Permission.USERS_MANAGE in target.permissions and (
+        if target.is_active and Permission.USERS_MANAGE in target.permissions and (
             await self.users.count_with_permission(who.tenant_id, Permission.USERS_MANAGE) <= 1
         ):
             raise Conflict("this is the tenant's last user administrator")
         await self.users.delete(who.tenant_id, user_id)
         await self.audit.record(who.tenant_id, who.subject, "user.delete", target.username)
         self.auth.forget(who.tenant_id)
+
+    @staticmethod
+    def _guard_system_admin(who: Principal, target: User) -> None:
+        """Nobody changes a user more powerful than themselves (password resets would be a takeover)."""
+        if target.id == who.user_id:
+            return
+        if target.is_system_admin and not who.is_system_admin:
+            raise Forbidden("only a system administrator may change a system administrator")
+        stronger = sorted(p.value for p in target.permissions - who.permissions)
+        if stronger:
+            raise Forbidden(f"{target.username!r} holds permissions you do not: {', '.join(stronger)}")
 
     async def _grantable(self, who: Principal, role_names: list[str]) -> None:
         """Nobody hands out permissions they do not hold themselves."""
@@ -155,6 +178,7 @@ class AdminService:
 
     async def create_role(self, who: Principal, name: str, permissions: list[str], description: str) -> Role:
         who.require(Permission.ROLES_MANAGE)
+        _within(who, permissions)
         role = await self.roles.create(who.tenant_id, name, permissions, description)
         await self.audit.record(who.tenant_id, who.subject, "role.create", name, detail={"permissions": permissions})
         return role
@@ -163,16 +187,36 @@ class AdminService:
         self, who: Principal, name: str, permissions: list[str] | None, description: str | None
     ) -> Role:
         who.require(Permission.ROLES_MANAGE)
+        before = await self.roles.get(who.tenant_id, name)
+        if permissions is not None:
+            _within(who, permissions)
         role = await self.roles.update(who.tenant_id, name, permissions=permissions, description=description)
+        if (
+            Permission.USERS_MANAGE in before.permissions
+            and Permission.USERS_MANAGE not in role.permissions
+            and await self.users.count_with_permission(who.tenant_id, Permission.USERS_MANAGE) == 0
+        ):
+            await self.roles.update(who.tenant_id, name, permissions=sorted(before.permissions))
+            raise Conflict("this change would leave the tenant without a user administrator")
         await self.audit.record(who.tenant_id, who.subject, "role.update", name, detail={"permissions": permissions})
         self.auth.forget(who.tenant_id)
         return role
 
     async def delete_role(self, who: Principal, name: str) -> None:
         who.require(Permission.ROLES_MANAGE)
+        holders = [k.name for k in await self.api_keys.all(who.tenant_id) if not k.revoked and name in k.roles]
+        if holders:
+            raise Conflict(f"role {name!r} is held by API key(s) {', '.join(holders)}; revoke them first")
         await self.roles.delete(who.tenant_id, name)
         await self.audit.record(who.tenant_id, who.subject, "role.delete", name)
         self.auth.forget(who.tenant_id)
+
+
+def _within(who: Principal, permissions: list[str]) -> None:
+    """A role can't be given more than its author holds: roles.manage is not a master key."""
+    extra = sorted(p.value for p in parse_permissions(permissions) - who.permissions)
+    if extra:
+        raise Forbidden(f"you cannot put permissions you do not hold into a role: {', '.join(extra)}")
 
 
 def _clean(changes: dict[str, Any]) -> dict[str, Any]:

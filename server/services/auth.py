@@ -16,12 +16,15 @@ from server.security.limiter import LoginLimiter
 from server.security.passwords import verify_password
 from server.security.tokens import TokenCodec, api_key_prefix, digest, new_api_key, new_refresh_token
 from server.storage.repositories.audit import AuditRepository
-from server.storage.repositories.base import now
+from server.storage.repositories.base import now, utc
 from server.storage.repositories.credentials import ApiKey, ApiKeyRepository, RefreshTokenRepository
 from server.storage.repositories.tenants import TenantRepository
 from server.storage.repositories.users import RoleRepository, UserRepository
 
 log = logging.getLogger(__name__)
+
+API_KEY_TOUCH_S = 60.0
+"""last_used_at is recorded at most this often: not a database write per request."""
 
 PRINCIPAL_CACHE_S = 5.0
 """A disabled user or a changed role takes effect within this long on every server."""
@@ -62,7 +65,14 @@ class AuthService:
         valid = await verify_password(password, user.password_hash if user else None)
         if tenant is None or user is None or not valid or not user.is_active:
             self.limiter.failed(user_key, addr_key)
-            reason = "unknown user" if user is None else ("disabled" if valid else "wrong password")
+            if tenant is None:
+                reason = "unknown tenant"
+            elif not tenant.is_active:
+                reason = "tenant disabled"
+            elif user is None:
+                reason = "unknown user"
+            else:
+                reason = "user disabled" if valid else "wrong password"
             await self.audit.record(
                 tenant.id if tenant else None, username, "auth.login", username, success=False, address=address,
                 detail={"reason": reason, "tenant": tenant_name},
@@ -146,6 +156,8 @@ class AuthService:
         tenant = await self.tenants.get(stored.tenant_id)
         if not tenant.is_active:
             raise Unauthorized("tenant disabled")
+        if stored.last_used_at is None or (now() - stored.last_used_at).total_seconds() > API_KEY_TOUCH_S:
+            await self.api_keys.touch(stored.tenant_id, stored.id)
         roles = [r for r in await self.roles.all(stored.tenant_id) if r.name in stored.roles]
         perms = frozenset(p for r in roles for p in r.permissions)
         return Principal(
@@ -163,6 +175,7 @@ class AuthService:
         if not granted <= principal.permissions:
             extra = sorted(p.value for p in granted - principal.permissions)
             raise Forbidden(f"an API key cannot hold permissions its creator lacks: {', '.join(extra)}")
+        expires_at = utc(expires_at)  # a time without zone is UTC, as everywhere in the API
         if expires_at is not None and expires_at <= now():
             raise InvalidInput("expires_at must be in the future", field="expires_at")
         full, prefix = new_api_key()

@@ -10,15 +10,22 @@ from server.domain.permissions import Permission
 from server.domain.principal import Principal
 from server.ingest.live_cache import LiveCache
 from server.storage.historian.store import SampleStore
+from server.storage.historian.writer import HistorianWriter
 from server.storage.repositories.audit import AuditRepository
 from server.storage.repositories.nodes import NodeRepository, NodeSpec
 
 
 class NamespaceService:
     def __init__(
-        self, nodes: NodeRepository, store: SampleStore, cache: LiveCache, audit: AuditRepository, bus: Bus
+        self,
+        nodes: NodeRepository,
+        store: SampleStore,
+        writer: HistorianWriter,
+        cache: LiveCache,
+        audit: AuditRepository,
+        bus: Bus,
     ) -> None:
-        self.nodes, self.store, self.cache, self.audit, self.bus = nodes, store, cache, audit, bus
+        self.nodes, self.store, self.writer, self.cache, self.audit, self.bus = nodes, store, writer, cache, audit, bus
 
     def _changed(self, tenant_id: int, **data: Any) -> None:
         self.bus.publish(Event(tenant_id, "namespace", data))
@@ -59,6 +66,7 @@ class NamespaceService:
         node = await self.nodes.get(who.tenant_id, ref)
         tag_ids = await self.nodes.delete(who.tenant_id, ref)
         if tag_ids:
+            self.writer.forget(tag_ids)
             await self.store.delete_tags(tag_ids)
             self.cache.drop(tag_ids)
         await self.audit.record(

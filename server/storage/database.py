@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,7 @@ class Database:
         else:
             kwargs |= {"connect_args": {"timeout": 30}}
             if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -82,6 +84,8 @@ class Database:
         """Bring the schema to the newest revision; returns that revision."""
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
+        if self.dialect == "sqlite":
+            restrict_file(self.url.database)
         revision = await self.revision()
         assert revision is not None
         return revision
@@ -97,6 +101,8 @@ class Database:
         return head
 
     async def ensure_current(self) -> None:
+        if self.dialect == "sqlite":
+            restrict_file(self.url.database)
         current, head = await self.revision(), self.head_revision()
         if current != head:
             raise DatabaseError(
@@ -124,6 +130,14 @@ def _upgrade(sync_conn: sa.Connection) -> None:
     cfg = _alembic_config()
     cfg.attributes["connection"] = sync_conn
     command.upgrade(cfg, "head")
+
+
+def restrict_file(path: str | None) -> None:
+    """The database holds password hashes and plant data: owner-only, like the secret file."""
+    if path and path != ":memory:" and os.name != "nt":
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -37,6 +37,7 @@ tenants = sa.Table(
     sa.Column("settings", JsonDoc, nullable=False),
     sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
     _created(),
+    sqlite_autoincrement=True,  # ids are never reused: a deleted tag's id must not return
 )
 
 roles = sa.Table(
@@ -50,6 +51,7 @@ roles = sa.Table(
     sa.Column("builtin", sa.Boolean, nullable=False, server_default=sa.false()),
     _created(),
     sa.UniqueConstraint("tenant_id", "name", name="uq_roles_tenant_name"),
+    sqlite_autoincrement=True,  # ids are never reused: a deleted tag's id must not return
 )
 
 users = sa.Table(
@@ -66,6 +68,7 @@ users = sa.Table(
     sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
     _created(),
     sa.UniqueConstraint("tenant_id", "username", name="uq_users_tenant_username"),
+    sqlite_autoincrement=True,  # ids are never reused: a deleted tag's id must not return
 )
 
 user_roles = sa.Table(
@@ -90,6 +93,7 @@ api_keys = sa.Table(
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
     _created(),
     sa.UniqueConstraint("tenant_id", "name", name="uq_api_keys_tenant_name"),
+    sqlite_autoincrement=True,  # ids are never reused: a deleted tag's id must not return
 )
 
 refresh_tokens = sa.Table(
@@ -104,6 +108,7 @@ refresh_tokens = sa.Table(
     sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
     _created(),
+    sqlite_autoincrement=True,  # ids are never reused: a deleted tag's id must not return
 )
 
 audit_log = sa.Table(
@@ -119,6 +124,7 @@ audit_log = sa.Table(
     sa.Column("address", sa.String(64), nullable=True),
     sa.Column("detail", JsonDoc, nullable=False),
     sa.Index("ix_audit_tenant_ts", "tenant_id", "ts"),
+    sqlite_autoincrement=True,  # ids are never reused: a deleted tag's id must not return
 )
 
 nodes = sa.Table(
@@ -144,6 +150,7 @@ nodes = sa.Table(
     sa.UniqueConstraint("tenant_id", "node_id", name="uq_nodes_tenant_node_id"),
     sa.UniqueConstraint("tenant_id", "path", name="uq_nodes_tenant_path"),
     sa.Index("ix_nodes_tenant_parent", "tenant_id", "parent_id"),
+    sqlite_autoincrement=True,  # ids are never reused: a deleted tag's id must not return
 )
 
 samples = sa.Table(

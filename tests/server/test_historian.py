@@ -137,3 +137,25 @@ async def test_latest_and_delete(store: SampleStore) -> None:
     assert await store.count([21]) == 0
     assert await store.latest(21) is None
     assert len(await store.read_rollup(60, 21, T0, T0 + 3600)) == 0
+
+
+async def test_a_lone_sample_does_not_wait_for_the_rollup_timer(store: SampleStore) -> None:
+    import asyncio
+
+    writer = HistorianWriter(store, batch_size=10_000, flush_interval=0.01, rollup_interval=3600)
+    await writer.start()
+    done = await writer.submit(series(1, 1))
+    await asyncio.wait_for(done, 10)  # it used to sleep until the (here hour-long) rollup timer
+    await writer.stop()
+    assert await store.count([1]) == 1
+
+
+async def test_forgotten_tags_are_never_written(store: SampleStore) -> None:
+    writer = HistorianWriter(store, batch_size=10_000, flush_interval=3600, rollup_interval=3600)
+    await writer.start()
+    await writer.submit(series(1, 10))
+    await writer.submit(series(2, 10))
+    writer.forget([1])
+    assert writer.queued == 10
+    await writer.stop()
+    assert (await store.count([1]), await store.count([2])) == (0, 10)

@@ -21,7 +21,7 @@ def test_browse_like_an_address_space(live: LiveServer, tenant: TenantHandle) ->
     by_path = viewer.get("/api/v1/nodes", params={"parent": "Plant1/Area1/Pump7"}).json()
     assert by_path == kids
     node = viewer.get("/api/v1/nodes/" + quote(ids["Flow"], safe="/")).json()
-    assert node["path"] == "Plant1/Area1/Pump7/Flow" and node["parent"] == "Plant1/Area1/Pump7"
+    assert node["path"] == "Plant1/Area1/Pump7/Flow" and node["parent_path"] == "Plant1/Area1/Pump7"
     device = viewer.get("/api/v1/devices").json()
     assert [(d["node_id"], d["status"]) for d in device] == [(ids["Pump7"], "unknown")]
 

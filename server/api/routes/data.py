@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from server.api.deps import Caller, Ctx
 from server.api.schema import HistoryOut, TelemetryAccepted, TelemetryItem, ValueOut
-from server.domain.errors import InvalidInput, PayloadTooLarge
+from server.domain.errors import DomainError, InvalidInput, PayloadTooLarge
 from server.domain.permissions import Permission
 from server.domain.quality import Quality
 from server.domain.timeutil import iso, to_epoch
@@ -48,7 +48,13 @@ async def telemetry(
         )
         for i in items
     ]
-    result = await ctx.pipeline.ingest(who.tenant_id, decoded, source="http")
+    try:
+        result = await ctx.pipeline.ingest(who.tenant_id, decoded, source="http")
+    except DomainError as exc:
+        # Name the field the way the client sent it: "[2].device" in a list, "device" alone.
+        if not isinstance(body, list) and exc.field and exc.field.startswith("[0]."):
+            exc.field = exc.field[4:]
+        raise
     return TelemetryAccepted(accepted=result.accepted, created_tags=result.created_tags)
 
 

@@ -13,12 +13,10 @@ from server.storage.repositories.nodes import NodeSpec
 router = APIRouter(tags=["namespace"])
 
 
-def node_out(node: Node, parent_node_id: str | None = None) -> NodeOut:
-    parent = parent_node_id
-    if parent is None and "/" in node.path:
-        parent = node.path.rpartition("/")[0]
+def node_out(node: Node) -> NodeOut:
+    parent = node.path.rpartition("/")[0] or None
     return NodeOut(
-        node_id=node.node_id, path=node.path, parent=parent, node_class=node.node_class.value,
+        node_id=node.node_id, path=node.path, parent_path=parent, node_class=node.node_class.value,
         browse_name=node.browse_name, display_name=node.display_name, description=node.description,
         data_type=node.data_type.value if node.data_type else None, unit=node.unit, range_low=node.range_low,
         range_high=node.range_high, status=node.status.value if node.status else None, has_children=node.has_children,

@@ -183,6 +183,15 @@ class PostgresSampleStore:
         )
         return (float(row[0]), float(row[1]), int(row[2])) if row else None
 
+    async def latest_many(self, tag_ids: list[int]) -> dict[int, tuple[float, float, int]]:
+        rows = await self.pool.fetch(
+            "SELECT t.id, date_part('epoch', s.ts), s.value, s.quality FROM unnest($1::int4[]) AS t(id) "
+            "CROSS JOIN LATERAL (SELECT ts, value, quality FROM samples WHERE tag_id = t.id "
+            "ORDER BY ts DESC LIMIT 1) AS s",
+            tag_ids,
+        )
+        return {int(r[0]): (float(r[1]), float(r[2]), int(r[3])) for r in rows}
+
     async def count(self, tag_ids: list[int]) -> int:
         return int(await self.pool.fetchval("SELECT count(*) FROM samples WHERE tag_id = ANY($1::int4[])", tag_ids))
 

@@ -171,6 +171,19 @@ class SqliteSampleStore:
         row = await self._r(lambda c: c.execute(sql, (tag_id,)).fetchone())
         return (float(row[0]), float(row[1]), int(row[2])) if row else None
 
+    async def latest_many(self, tag_ids: list[int]) -> dict[int, tuple[float, float, int]]:
+        sql = "SELECT ts, value, quality FROM samples WHERE tag_id = ? ORDER BY ts DESC LIMIT 1"
+
+        def run(c: sqlite3.Connection) -> dict[int, tuple[float, float, int]]:
+            out = {}
+            for tag_id in tag_ids:  # one index probe each, all on the reader thread
+                row = c.execute(sql, (tag_id,)).fetchone()
+                if row:
+                    out[tag_id] = (float(row[0]), float(row[1]), int(row[2]))
+            return out
+
+        return await self._r(run)
+
     async def count(self, tag_ids: list[int]) -> int:
         marks = ",".join("?" * len(tag_ids)) or "NULL"
         sql = f"SELECT count(*) FROM samples WHERE tag_id IN ({marks})"

@@ -40,6 +40,9 @@ class SampleStore(Protocol):
 
     async def latest(self, tag_id: int) -> tuple[float, float, int] | None: ...
 
+    async def latest_many(self, tag_ids: list[int]) -> dict[int, tuple[float, float, int]]:
+        """Newest sample of each tag, in one round trip (cold start of the live cache)."""
+
     async def count(self, tag_ids: list[int]) -> int: ...
 
     async def delete_tags(self, tag_ids: list[int]) -> None: ...

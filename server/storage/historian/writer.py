@@ -81,9 +81,11 @@ class HistorianWriter:
         if self._stopping:
             raise Unavailable("historian is shutting down")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        first = not self._queue
         self._queue.append(_Pending(chunk, fut))
         self._queued += len(chunk)
-        if self._queued >= self.batch_size:
+        if first or self._queued >= self.batch_size:
+            # The first chunk starts the flush_interval clock; a full batch goes at once.
             self._wake.set()
         if self._queued >= self.max_pending:
             self._room.clear()
@@ -102,6 +104,19 @@ class HistorianWriter:
         r = rollup.Rollup.concat(parts)
         keep = r.tag_id == tag_id
         return rollup.Rollup(*(getattr(r, f)[keep] for f in rollup.FIELDS))
+
+    def forget(self, tag_ids: list[int]) -> None:
+        """Drop queued samples and unmerged rollups of deleted tags (their ids never return)."""
+        gone = np.asarray(tag_ids, dtype=np.int64)
+        for item in self._queue:
+            keep = ~np.isin(item.chunk.tag_id, gone)
+            if not keep.all():
+                c = item.chunk
+                self._queued -= int((~keep).sum())
+                item.chunk = SampleColumns(c.tag_id[keep], c.ts[keep], c.value[keep], c.quality[keep])
+        self._rollups = [
+            rollup.Rollup(*(getattr(r, f)[~np.isin(r.tag_id, gone)] for f in rollup.FIELDS)) for r in self._rollups
+        ]
 
     @property
     def queued(self) -> int:

@@ -105,6 +105,10 @@ class TenantRepository:
             rows = (await conn.execute(sa.select(tenants).order_by(tenants.c.name))).all()
         return [_tenant(r) for r in rows]
 
+    async def delete(self, tenant_id: int) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(tenants.delete().where(tenants.c.id == tenant_id))
+
     async def update(
         self,
         tenant_id: int,

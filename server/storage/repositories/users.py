@@ -40,6 +40,12 @@ class User:
     password_hash: str = ""
 
 
+def check_username(username: str, field: str = "username") -> str:
+    if not username or len(username) > 64 or username != username.strip() or not username.isprintable():
+        raise InvalidInput("username must be 1-64 printable characters without surrounding spaces", field=field)
+    return username
+
+
 def _role(row: sa.Row[Any]) -> Role:
     return Role(row.id, row.name, row.description, frozenset(Permission(p) for p in row.permissions), row.builtin)
 
@@ -181,8 +187,7 @@ class UserRepository:
         email: str | None = None,
         is_system_admin: bool = False,
     ) -> User:
-        if not username or len(username) > 64 or username != username.strip():
-            raise InvalidInput("username must be 1-64 characters without surrounding spaces", field="username")
+        check_username(username)
         found = await self.roles.resolve(tenant_id, role_names)
         async with self.db.begin() as conn:
             taken = await conn.scalar(

@@ -107,7 +107,8 @@ def upgrade() -> None:
     sa.Column('is_active', sa.Boolean(), server_default=sa.text('true'), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants')),
-    sa.UniqueConstraint('name', name=op.f('uq_tenants_name'))
+    sa.UniqueConstraint('name', name=op.f('uq_tenants_name')),
+    sqlite_autoincrement=True
     )
     op.create_table('api_keys',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -124,7 +125,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_api_keys_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('prefix', name=op.f('uq_api_keys_prefix')),
-    sa.UniqueConstraint('tenant_id', 'name', name='uq_api_keys_tenant_name')
+    sa.UniqueConstraint('tenant_id', 'name', name='uq_api_keys_tenant_name'),
+    sqlite_autoincrement=True
     )
     op.create_table('audit_log',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -137,7 +139,8 @@ def upgrade() -> None:
     sa.Column('address', sa.String(length=64), nullable=True),
     sa.Column('detail', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_audit_log_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index('ix_audit_tenant_ts', ['tenant_id', 'ts'], unique=False)
@@ -164,7 +167,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_nodes_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_nodes')),
     sa.UniqueConstraint('tenant_id', 'node_id', name='uq_nodes_tenant_node_id'),
-    sa.UniqueConstraint('tenant_id', 'path', name='uq_nodes_tenant_path')
+    sa.UniqueConstraint('tenant_id', 'path', name='uq_nodes_tenant_path'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('nodes', schema=None) as batch_op:
         batch_op.create_index('ix_nodes_tenant_parent', ['tenant_id', 'parent_id'], unique=False)
@@ -179,7 +183,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_roles_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_roles')),
-    sa.UniqueConstraint('tenant_id', 'name', name='uq_roles_tenant_name')
+    sa.UniqueConstraint('tenant_id', 'name', name='uq_roles_tenant_name'),
+    sqlite_autoincrement=True
     )
     op.create_table('users',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -194,7 +199,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_users_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
-    sa.UniqueConstraint('tenant_id', 'username', name='uq_users_tenant_username')
+    sa.UniqueConstraint('tenant_id', 'username', name='uq_users_tenant_username'),
+    sqlite_autoincrement=True
     )
     op.create_table('refresh_tokens',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -209,7 +215,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_refresh_tokens_tenant_id_tenants'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_refresh_tokens_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_refresh_tokens')),
-    sa.UniqueConstraint('token_hash', name=op.f('uq_refresh_tokens_token_hash'))
+    sa.UniqueConstraint('token_hash', name=op.f('uq_refresh_tokens_token_hash')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_refresh_tokens_family'), ['family'], unique=False)
