@@ -58,7 +58,7 @@ def machine_busy(seconds: float = 1.0) -> float:
     return (b1 - b0) / max(1, t1 - t0) * cores
 
 
-def wait_for_quiet(limit: float = 0.35, max_wait: float = 180.0) -> str:
+def wait_for_quiet(limit: float = 0.4, max_wait: float = 120.0) -> str:
     """Wait until other work on this shared machine leaves the cores idle; returns a note for the doc."""
     t0 = time.monotonic()
     busy = machine_busy(2.0)

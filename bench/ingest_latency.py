@@ -67,6 +67,7 @@ class Results:
     counted: set[int] = field(default_factory=set)
     received_values: int = 0
     errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
     frames: int = 0
 
 
@@ -176,12 +177,15 @@ class LeanHttp:
         self.head = (
             f"Host: {hostport}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
         ).encode()
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self.opened = 0
 
     async def post(self, path: str, body: bytes) -> int:
+        now = time.monotonic()
+        while self.idle and now - self.idle[-1][2] > 2.0:  # uvicorn drops keep-alive connections idle 5 s
+            self.idle.pop()[1].close()
         if self.idle:
-            r, w = self.idle.pop()
+            r, w, _ = self.idle.pop()
         else:
             r, w = await asyncio.open_connection(self.host, self.port)
             self.opened += 1
@@ -196,11 +200,11 @@ class LeanHttp:
             if name.strip().lower() == b"content-length":
                 length = int(value)
         await r.readexactly(length)
-        self.idle.append((r, w))
+        self.idle.append((r, w, time.monotonic()))
         return status
 
     def close(self) -> None:
-        for _, w in self.idle:
+        for _, w, _ in self.idle:
             w.close()
 
 
@@ -209,11 +213,13 @@ async def post(client: LeanHttp, seq: int, device: str, values: int, res: Result
     t0 = time.perf_counter()
     res.send[seq] = t0
     try:
-        ok = await client.post("/api/v1/telemetry", body) == 201
-    except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
-        ok = False
+        status: int | str = await client.post("/api/v1/telemetry", body)
+    except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+        status = exc.__class__.__name__
+    ok = status == 201
     if not ok:
         res.errors += 1
+        res.error_kinds[str(status)] = res.error_kinds.get(str(status), 0) + 1
     elif measured:
         res.post.append(time.perf_counter() - t0)
 
@@ -301,7 +307,7 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
     print(
         f"  {backend}: ingest->WS p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms over "
         f"{len(lat):,} values ({missing:,} missing); ping p50 {ping50 * 1000:.1f} / p99 {ping99 * 1000:.1f} ms; "
-        f"POST p50 {post50 * 1000:.1f} / p99 {post99 * 1000:.1f} ms; errors {res.errors}; cpu {cpu}",
+        f"POST p50 {post50 * 1000:.1f} / p99 {post99 * 1000:.1f} ms; errors {res.errors} {res.error_kinds}; cpu {cpu}",
         flush=True,
     )
     load_label = f"{a.rate:g} req/s × {a.values} values"
@@ -314,12 +320,14 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
             f"{post50 * 1000:.0f} / {post99 * 1000:.0f} ms", "—", "—", "—", "n/a"),
     ]  # fmt: skip
     other = cpu["machine"] - cpu["server"] - cpu["client"]
+    kinds = f" {res.error_kinds}" if res.error_kinds else ""
     note = (
-        f"{backend}: {quiet}; {len(lat):,} values measured of {expected:,} sent ({missing:,} missing, {res.errors} HTTP errors), "
+        f"{backend}: {quiet}; {len(lat):,} values measured of {expected:,} sent ({missing:,} missing, "
+        f"{res.errors} HTTP errors{kinds}), "
         f"max {max(lat) * 1000:.0f} ms; achieved {cpu['achieved_rate']:.1f} req/s ({cpu['late_sends']:.0f} sends "
         f"> 5 ms late); CPU during the window: server process {cpu['server']:.0%} of one core, load generator "
-        f"{cpu['client']:.0%}, whole machine {cpu['machine']:.0%} of one core (200% = both cores busy; the rest, {other:.0%}, is "
-        f"PostgreSQL, the SQLite writer thread's I/O wait excluded, and any other process); {cpu['connections']:.0f} "
+        f"{cpu['client']:.0%}, whole machine {cpu['machine']:.0%} of one core (200% = both cores busy; the "
+        f"rest, {other:.0%}, is PostgreSQL and any other process); {cpu['connections']:.0f} "
         "HTTP connections. Missing values were superseded by a newer value of the same tag inside one coalescing window "
         "(the stream sends the latest value per tag) or arrived after the 1 s grace."
     )

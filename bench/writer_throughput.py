@@ -148,7 +148,7 @@ async def pg_baseline(dsn: str, s: SampleColumns) -> float:
 # --- the writer under test --------------------------------------------------------------------
 
 
-async def run_writer(backend: str, dsn: str, s: SampleColumns, chunk: int) -> tuple[float, float, dict[str, float]]:
+async def run_writer(backend: str, dsn: str, s: SampleColumns, chunk: int) -> tuple[float, float, dict[str, object]]:
     """Returns (seconds until all futures resolved, seconds until stop() returned, writer stats)."""
     parts = chunks(s, chunk)
     if backend == "postgresql":
@@ -157,6 +157,9 @@ async def run_writer(backend: str, dsn: str, s: SampleColumns, chunk: int) -> tu
     else:
         store = SqliteSampleStore(dsn)
     await store.start()
+    spent = {"write": 0.0, "merge": 0.0}
+    _time_method(store, "write", spent, "write")
+    _time_method(store, "merge_rollups", spent, "merge")
     writer = HistorianWriter(store)
     await writer.start()
     gc.collect()
@@ -170,13 +173,30 @@ async def run_writer(backend: str, dsn: str, s: SampleColumns, chunk: int) -> tu
     await store.close()
     assert count == len(s), (count, len(s))
     st = writer.stats
-    return committed, stopped, {"batches": st.batches, "merges": st.rollup_merges, "failures": st.failures}
+    return committed, stopped, {
+        "batches": st.batches, "merges": st.rollup_merges, "failures": st.failures,
+        "in store.write": f"{spent['write']:.2f} s", "in store.merge_rollups": f"{spent['merge']:.2f} s",
+    }  # fmt: skip
+
+
+def _time_method(obj: object, name: str, spent: dict[str, float], key: str) -> None:
+    """Wrap one coroutine method of this store instance to add up the wall time spent in it."""
+    inner = getattr(obj, name)
+
+    async def timed(*args: object, **kwargs: object) -> object:
+        t0 = time.perf_counter()
+        try:
+            return await inner(*args, **kwargs)
+        finally:
+            spent[key] += time.perf_counter() - t0
+
+    setattr(obj, name, timed)
 
 
 async def bench_backend(backend: str, s: SampleColumns, chunk: int, repeat: int) -> dict[str, object]:
     best_raw = best_writer = float("inf")
     committed_at_best = 0.0
-    stats: dict[str, float] = {}
+    stats: dict[str, object] = {}
     for rep in range(repeat):
         async with bench_database(backend) as db:
             if backend == "sqlite":
