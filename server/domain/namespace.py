@@ -57,7 +57,7 @@ ALLOWED_CHILDREN: dict[NodeClass | None, frozenset[NodeClass]] = {
 def check_browse_name(name: str) -> str:
     """Browse names become path segments, so '/' and ';' are not allowed in them."""
     name = name.strip()
-    if not _BROWSE_NAME.match(name):
+    if not _BROWSE_NAME.fullmatch(name):
         raise InvalidInput(
             "browse name must be 1-100 characters without '/', ';' or control characters",
             field="browse_name",
@@ -78,7 +78,7 @@ def node_id_for_path(path: str) -> str:
 def parse_node_ref(ref: str) -> tuple[str, str]:
     """Split a client reference into ('node_id', id) or ('path', path); clients may send either."""
     ref = ref.strip()
-    match = _NODE_ID.match(ref)
+    match = _NODE_ID.fullmatch(ref)
     if match:
         return "node_id", ref
     if not ref or ref.startswith("ns="):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.domain.errors import Conflict, Forbidden
+from server.domain.errors import Conflict, Forbidden, InvalidInput
 from server.domain.permissions import Permission, parse_permissions
 from server.domain.principal import Principal
 from server.security.passwords import hash_password
@@ -48,7 +48,10 @@ class AdminService:
         # Validate everything first: a tenant without its administrator must never be left behind.
         check_tenant_name(name)
         check_username(admin_username, field="admin_username")
-        password_hash = await hash_password(admin_password, self.bcrypt_rounds)
+        try:
+            password_hash = await hash_password(admin_password, self.bcrypt_rounds)
+        except InvalidInput as exc:
+            raise InvalidInput(exc.detail, field="admin_password") from None
         tenant = await self.tenants.create(name, display_name)
         try:
             admin = await self.users.create(
@@ -196,7 +199,9 @@ class AdminService:
             and Permission.USERS_MANAGE not in role.permissions
             and await self.users.count_with_permission(who.tenant_id, Permission.USERS_MANAGE) == 0
         ):
-            await self.roles.update(who.tenant_id, name, permissions=sorted(before.permissions))
+            await self.roles.update(
+                who.tenant_id, name, permissions=sorted(before.permissions), description=before.description
+            )
             raise Conflict("this change would leave the tenant without a user administrator")
         await self.audit.record(who.tenant_id, who.subject, "role.update", name, detail={"permissions": permissions})
         self.auth.forget(who.tenant_id)

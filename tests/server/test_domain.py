@@ -68,7 +68,7 @@ def test_node_references() -> None:
     for bad in ("", "ns=x", "ns=2;i=5"):
         with pytest.raises(InvalidInput):
             parse_node_ref(bad)
-    for bad in ("a/b", "a;b", "", " " * 3, "x" * 101, "tab\there"):
+    for bad in ("a/b", "a;b", "", " " * 3, "x" * 101, "tab\there", "li\nne"):
         with pytest.raises(InvalidInput):
             check_browse_name(bad)
     assert in_subtree("A/B/C", "A/B") and in_subtree("A/B", "A/B") and not in_subtree("A/BC", "A/B")

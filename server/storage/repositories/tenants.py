@@ -32,7 +32,7 @@ class Tenant:
 
 
 def check_tenant_name(name: str) -> str:
-    if not _TENANT_NAME.match(name):
+    if not _TENANT_NAME.fullmatch(name):
         raise InvalidInput(
             "tenant name must be 1-64 lower-case letters, digits, '-' or '_' (it appears in MQTT topics)",
             field="name",
