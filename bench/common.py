@@ -198,7 +198,8 @@ def render(title: str, rows: list[Row], notes: list[str], command: str) -> str:
     ]  # fmt: skip
     for r in rows:
         lines.append(
-            f"| {now[:10]} | {machine} | {r.backend} | {r.figure} | {r.value} | {r.baseline} | {r.ratio} | {r.goal} | {r.met} |"
+            f"| {now[:10]} | {machine} | {r.backend} | {r.figure} | {r.value} | {r.baseline} | {r.ratio} "
+            f"| {r.goal} | {r.met} |"
         )
     lines.append("")
     lines.extend(f"- {n}" for n in notes)

@@ -62,6 +62,7 @@ def cpu_ticks(pid: int | None = None) -> float:
 class Results:
     send: dict[int, float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    spans: list[tuple[float, float]] = field(default_factory=list)  # (sent, received) per measured value
     post: list[float] = field(default_factory=list)
     ping: list[float] = field(default_factory=list)
     counted: set[int] = field(default_factory=set)
@@ -72,7 +73,7 @@ class Results:
 
 
 class ServerProcess:
-    def __init__(self, db_url: str, tmp: Path) -> None:
+    def __init__(self, db_url: str, tmp: Path, *, gc_log: Path | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = os.environ | {
@@ -84,14 +85,19 @@ class ServerProcess:
             "PYTHONPATH": str(ROOT),
         }
         self.env.pop("IIOT_CONFIG", None)
+        # Diagnostics only: the same CLI behind bench._server_diag, which logs every gc pause.
+        self.module = "bench._server_diag" if gc_log else "server.cli"
+        if gc_log:
+            self.env["IIOT_BENCH_GC_LOG"] = str(gc_log)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp / "server.log"
 
     def start(self) -> None:
         cli = [sys.executable, "-m", "server.cli"]
+        run = [sys.executable, "-m", self.module, "run"]
         subprocess.run([*cli, "init", "--tenant", "bench", "--admin", "admin"], env=self.env, cwd=ROOT, check=True,
                        capture_output=True)  # fmt: skip
-        self.proc = subprocess.Popen([*cli, "run"], env=self.env, cwd=ROOT, stdout=self.log.open("wb"),
+        self.proc = subprocess.Popen(run, env=self.env, cwd=ROOT, stdout=self.log.open("wb"),
                                      stderr=subprocess.STDOUT)  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -116,7 +122,7 @@ class ServerProcess:
 def setup_namespace(base: str, devices: int, values: int) -> str:
     r = httpx.post(base + "/api/v1/auth/login", json={"tenant": "bench", "username": "admin", "password": PASSWORD})
     r.raise_for_status()
-    token = r.json()["access_token"]
+    token = str(r.json()["access_token"])
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
         r = c.post("/api/v1/nodes", json={"parent": None, "node_class": "folder", "browse_name": "Plant1"})
         assert r.status_code == 201, r.text
@@ -135,7 +141,9 @@ def tag_values(n: int, seq: int) -> dict[str, float]:
     return {f"T{k:04d}": float(base + k) for k in range(n)}
 
 
-async def receiver(ws: websockets.ClientConnection, res: Results, pings: dict[int, float], start_seq: list[int]) -> None:
+async def receiver(
+    ws: websockets.ClientConnection, res: Results, pings: dict[int, float], start_seq: list[int]
+) -> None:
     async for raw in ws:
         now = time.perf_counter()
         msg = json.loads(raw)
@@ -150,6 +158,7 @@ async def receiver(ws: websockets.ClientConnection, res: Results, pings: dict[in
                 res.received_values += 1
                 if seq >= start_seq[0]:
                     res.latencies.append(now - sent)
+                    res.spans.append((sent, now))
                     res.counted.add(seq)
         elif kind == "pong":
             sent = pings.pop(msg.get("id"), None)
@@ -246,6 +255,7 @@ async def load(base: str, token: str, a: argparse.Namespace, server_pid: int) ->
             first_measured = int(a.warmup * a.rate)
             t0 = time.perf_counter()
             cpu0: dict[str, float] = {}
+            window_start = t0
             late = 0
             for i in range(1, total + 1):
                 if i == first_measured + 1:
@@ -253,6 +263,7 @@ async def load(base: str, token: str, a: argparse.Namespace, server_pid: int) ->
                     ping_task = asyncio.create_task(pinger(ws, pings, stop_ping))
                     cpu0 = {"server": cpu_ticks(server_pid), "client": cpu_ticks(os.getpid()), "machine": cpu_ticks(),
                             "wall": time.perf_counter()}  # fmt: skip
+                    window_start = cpu0["wall"]
                 target = t0 + (i - 1) / a.rate
                 delay = target - time.perf_counter()
                 if delay > 0:
@@ -271,6 +282,8 @@ async def load(base: str, token: str, a: argparse.Namespace, server_pid: int) ->
                 "late_sends": float(late),
                 "achieved_rate": (total - first_measured) / wall,
                 "connections": float(client.opened),
+                "window_start": window_start,
+                "window_end": time.perf_counter(),
             }
             stop_ping.set()
             if tasks:
@@ -287,16 +300,22 @@ async def load(base: str, token: str, a: argparse.Namespace, server_pid: int) ->
 
 
 async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row], str]:
+    gc_note = ""
     async with bench_database(backend) as db:
-        server = ServerProcess(db.url, db.tmp)
+        gc_log = db.tmp / "gc.json" if (a.gc_log or a.gc_freeze) else None
+        server = ServerProcess(db.url, db.tmp, gc_log=gc_log)
         try:
             server.start()
             token = setup_namespace(server.base, a.devices, a.values)
             assert server.proc is not None
+            if a.gc_freeze:
+                server.proc.send_signal(signal.SIGUSR1)  # gc.collect() + gc.freeze() in the server
             quiet = wait_for_quiet()
             res, cpu = await load(server.base, token, a, server.proc.pid)
         finally:
             server.stop()
+        if gc_log is not None:
+            gc_note = " " + gc_summary(gc_log, res, cpu)
     measured_requests = int(a.duration * a.rate)
     expected = measured_requests * a.values
     lat = res.latencies
@@ -316,10 +335,10 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
             f"{ping50 * 1000:.1f} ms (WS ping RTT p50)", f"{p50 / ping50:.1f}", "— (report)", "n/a"),
         Row(backend, f"HTTP ingest → WS frame latency p99 ({load_label})", f"{p99 * 1000:.1f} ms",
             f"{ping99 * 1000:.1f} ms (WS ping RTT p99)", f"{p99 / ping99:.1f}", "— (report)", "n/a"),
-        Row(backend, f"POST /telemetry response time p50 / p99 (answers after commit)",
+        Row(backend, "POST /telemetry response time p50 / p99 (answers after commit)",
             f"{post50 * 1000:.0f} / {post99 * 1000:.0f} ms", "—", "—", "—", "n/a"),
     ]  # fmt: skip
-    other = cpu["machine"] - cpu["server"] - cpu["client"]
+    other = max(0.0, cpu["machine"] - cpu["server"] - cpu["client"])
     kinds = f" {res.error_kinds}" if res.error_kinds else ""
     note = (
         f"{backend}: {quiet}; {len(lat):,} values measured of {expected:,} sent ({missing:,} missing, "
@@ -328,10 +347,36 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
         f"> 5 ms late); CPU during the window: server process {cpu['server']:.0%} of one core, load generator "
         f"{cpu['client']:.0%}, whole machine {cpu['machine']:.0%} of one core (200% = both cores busy; the "
         f"rest, {other:.0%}, is PostgreSQL and any other process); {cpu['connections']:.0f} "
-        "HTTP connections. Missing values were superseded by a newer value of the same tag inside one coalescing window "
-        "(the stream sends the latest value per tag) or arrived after the 1 s grace."
+        "HTTP connections. Missing values were superseded by a newer value of the same tag inside one coalescing "
+        "window (the stream sends the latest value per tag) or arrived after the 1 s grace." + gc_note
     )
     return rows, note
+
+
+def gc_summary(path: Path, res: Results, cpu: dict[str, float]) -> str:
+    """Server gc pauses in the measured window, and how many of the slowest 1% of values overlap one."""
+    data = json.loads(path.read_text())
+    lo, hi = cpu["window_start"], cpu["window_end"] + 1.0
+    events = [(int(g), end, pause) for g, end, pause in data["events"] if lo <= end <= hi and g >= 0]
+    frozen = [int(p) for g, _, p in data["events"] if g == -1]
+    parts = []
+    for gen in (0, 1, 2):
+        pauses = sorted(p for g, _, p in events if g == gen)
+        if pauses:
+            parts.append(
+                f"gen{gen} ×{len(pauses)} (median {percentile(pauses, 50) * 1000:.1f} ms, "
+                f"max {pauses[-1] * 1000:.1f} ms)"
+            )
+    cut = percentile(res.latencies, 99)
+    slow = [span for span, lat in zip(res.spans, res.latencies, strict=True) if lat >= cut]
+    gen2 = [(end - pause, end) for g, end, pause in events if g == 2]
+    hit = sum(1 for s0, s1 in slow if any(g0 < s1 and g1 > s0 for g0, g1 in gen2))
+    freeze = f"gc.freeze() after set-up ({frozen[0]:,} objects frozen); " if frozen else ""
+    return (
+        f"Diagnostic gc log of the server process: {freeze}during the measured window {', '.join(parts)}; "
+        f"{hit:,} of the {len(slow):,} slowest values (≥ p99) were in flight during a gen2 pause; "
+        f"{data['tracked']:,} objects tracked by gc at exit."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=15, help="measured seconds (default 15)")
     p.add_argument("--warmup", type=float, default=2, help="seconds of load before measuring (default 2)")
     p.add_argument("--backend", choices=[*BACKENDS, "both"], default="both")
+    p.add_argument("--gc-log", action="store_true", help="diagnostic: log the server's gc pauses (bench._server_diag)")
+    p.add_argument("--gc-freeze", action="store_true", help="diagnostic: gc.freeze() the server after set-up")
     p.add_argument("--no-doc", action="store_true", help="print only, do not append to docs/benchmarks.md")
     a = p.parse_args(argv)
     with contextlib.suppress(ImportError):
@@ -353,8 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         f"Real server (`python -m server.cli run`, default settings: historian flush 0.2 s, stream coalescing "
         f"{STREAM_COALESCE_S * 1000:.0f} ms) in its own process on a real port; load generator and stream client in "
-        f"this process (asyncio + uvloop, a minimal keep-alive HTTP/1.1 client, websockets), on the same 2 cores as the server and PostgreSQL. "
-        f"Open loop, {a.rate:g} POST/s × {a.values} values = {a.rate * a.values:,.0f} samples/s over {a.devices} devices "
+        f"this process (asyncio + uvloop, a minimal keep-alive HTTP/1.1 client, websockets), on the same 2 cores as "
+        "the server and PostgreSQL. "
+        f"Open loop, {a.rate:g} POST/s × {a.values} values = {a.rate * a.values:,.0f} samples/s over "
+        f"{a.devices} devices "
         f"(each tag updated every {a.devices / a.rate * 1000:.0f} ms), {a.duration:g} s measured after {a.warmup:g} s "
         "warm-up; one WS client subscribed to the subtree. Latency per value: WS frame received − just before its "
         "POST. Baseline: WS ping→pong round trip on the same socket under the same load. The issue sets no goal.",
@@ -365,7 +414,12 @@ def main(argv: list[str] | None = None) -> int:
         rows += r
         notes.append(n)
     cmd = "python -m bench.ingest_latency " + " ".join(argv if argv is not None else sys.argv[1:])
-    publish("HTTP ingest → WebSocket latency", rows, notes, cmd.strip(), write=not a.no_doc)
+    title = "HTTP ingest → WebSocket latency"
+    if a.gc_freeze:
+        title += " (diagnostic: server gc.freeze() after set-up, gc log)"
+    elif a.gc_log:
+        title += " (diagnostic: server gc log)"
+    publish(title, rows, notes, cmd.strip(), write=not a.no_doc)
     return 0
 
 

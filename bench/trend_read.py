@@ -35,7 +35,14 @@ from server.storage.historian.writer import HistorianWriter
 
 TAG = 1
 GOAL_S = 0.100
-RANGES = [("1 h", 3600), ("6 h", 6 * 3600), ("1 d", 86400), ("7 d", 7 * 86400), ("30 d", 30 * 86400), ("1 y", 365 * 86400)]
+RANGES = [
+    ("1 h", 3600),
+    ("6 h", 6 * 3600),
+    ("1 d", 86400),
+    ("7 d", 7 * 86400),
+    ("30 d", 30 * 86400),
+    ("1 y", 365 * 86400),
+]
 
 _NAIVE_SQLITE = (
     "SELECT CAST(ts / ? AS INTEGER) AS b, min(value), max(value) FROM samples "
@@ -73,7 +80,9 @@ async def build(backend: str, dsn: str, days: int, end: float) -> tuple[object, 
     return store, writer, built
 
 
-async def time_reader(reader: HistoryReader, start: float, end: float, points: int, repeat: int) -> tuple[list[float], str]:
+async def time_reader(
+    reader: HistoryReader, start: float, end: float, points: int, repeat: int
+) -> tuple[list[float], str]:
     await reader.read(TAG, start, end, points)  # warm-up
     times = []
     for _ in range(repeat):
@@ -114,13 +123,17 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
     end = float(int(time.time()) // 3600 * 3600)
     rows, notes = [], []
     async with bench_database(backend) as db:
-        print(f"trend read on {backend}: building {a.days} days of 1 Hz history ({a.days * 86400:,} samples)", flush=True)
+        print(
+            f"trend read on {backend}: building {a.days} days of 1 Hz history ({a.days * 86400:,} samples)", flush=True
+        )
         store, writer, built = await build(backend, db.dsn, a.days, end)
         if backend == "postgresql":
             conn = await asyncpg.connect(db.dsn)
             await conn.execute("VACUUM ANALYZE")
             await conn.close()
-        notes.append(f"{backend}: history built through the writer in {built:.1f} s ({a.days * 86400 / built:,.0f} samples/s).")
+        notes.append(
+            f"{backend}: history built through the writer in {built:.1f} s ({a.days * 86400 / built:,.0f} samples/s)."
+        )
         notes.append(f"{backend}: {wait_for_quiet()}.")
         reader = HistoryReader(store, writer.unmerged)  # type: ignore[arg-type]
         for label, span in RANGES:
@@ -135,9 +148,13 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
             )
             rows.append(
                 Row(
-                    backend, f"decimated read, {label} range, {a.points} pts ({how})",
+                    backend,
+                    f"decimated read, {label} range, {a.points} pts ({how})",
                     f"{fmt_ms(m)} (max {max(ours) * 1000:.0f})",
-                    f"{fmt_ms(b)} (naive GROUP BY)", f"{m / b:.3f}", "< 100 ms", yes_no(m < GOAL_S),
+                    f"{fmt_ms(b)} (naive GROUP BY)",
+                    f"{m / b:.3f}",
+                    "< 100 ms",
+                    yes_no(m < GOAL_S),
                 )  # fmt: skip
             )
         await store.close()  # type: ignore[attr-defined]

@@ -10,7 +10,8 @@ Per backend and repetition, in a fresh migrated database:
     5 s), fed `SampleColumns` chunks (default 1,000 samples = 1,000 tags at one second, like one
     ingest request), all submitted without waiting, timed until every future resolved AND
     `writer.stop()` returned (so the final rollup merge is paid for).
-The order of baseline and writer alternates between repetitions; the best repetition counts.
+Every measurement runs in a fresh database; the order of baseline and writer alternates between
+repetitions; the best repetition of each counts.
 
 Two data shapes by default, because the rollup merge costs one upsert per (tag, bucket, tier):
   * 1000x1000: 1,000 tags x 1,000 s at 1 Hz (few tags, long span: a backfill; ~0.12 rollup rows/sample)
@@ -29,6 +30,7 @@ import io
 import sqlite3
 import sys
 import time
+from dataclasses import dataclass
 
 import asyncpg
 import numpy as np
@@ -103,7 +105,9 @@ def sqlite_baseline(path: str, s: SampleColumns) -> float:
     t0 = time.perf_counter()
     for i in range(0, len(rows), RAW_BATCH):
         c.execute("BEGIN IMMEDIATE")
-        c.executemany("INSERT INTO samples_raw (tag_id, ts, value, quality) VALUES (?, ?, ?, ?)", rows[i : i + RAW_BATCH])
+        c.executemany(
+            "INSERT INTO samples_raw (tag_id, ts, value, quality) VALUES (?, ?, ?, ?)", rows[i : i + RAW_BATCH]
+        )
         c.execute("COMMIT")
     elapsed = time.perf_counter() - t0
     assert c.execute("SELECT count(*) FROM samples_raw").fetchone()[0] == len(rows)
@@ -193,22 +197,34 @@ def _time_method(obj: object, name: str, spent: dict[str, float], key: str) -> N
     setattr(obj, name, timed)
 
 
-async def bench_backend(backend: str, s: SampleColumns, chunk: int, repeat: int) -> dict[str, object]:
+@dataclass
+class Best:
+    raw: float  # seconds, best repetition
+    writer: float  # seconds until stop() returned, best repetition
+    committed: float  # seconds until the last future resolved, in that repetition
+    stats: dict[str, object]
+
+
+async def bench_backend(backend: str, s: SampleColumns, chunk: int, repeat: int) -> Best:
     best_raw = best_writer = float("inf")
     committed_at_best = 0.0
     stats: dict[str, object] = {}
     for rep in range(repeat):
-        async with bench_database(backend) as db:
-            if backend == "sqlite":
-                sqlite_make_raw_table(db.dsn)
-            else:
-                await pg_make_raw_table(db.dsn)
-            order = ("raw", "writer") if rep % 2 == 0 else ("writer", "raw")
-            for what in order:
+        order = ("raw", "writer") if rep % 2 == 0 else ("writer", "raw")
+        for what in order:
+            # Each measurement in a database of its own: neither inherits the other's grown files.
+            async with bench_database(backend) as db:
                 if what == "raw":
-                    raw = sqlite_baseline(db.dsn, s) if backend == "sqlite" else await pg_baseline(db.dsn, s)
+                    if backend == "sqlite":
+                        sqlite_make_raw_table(db.dsn)
+                        raw = sqlite_baseline(db.dsn, s)
+                    else:
+                        await pg_make_raw_table(db.dsn)
+                        raw = await pg_baseline(db.dsn, s)
                     best_raw = min(best_raw, raw)
-                    print(f"  {backend} rep {rep + 1}: raw     {len(s) / raw:>12,.0f} samples/s ({raw:.2f} s)", flush=True)
+                    print(
+                        f"  {backend} rep {rep + 1}: raw     {len(s) / raw:>12,.0f} samples/s ({raw:.2f} s)", flush=True
+                    )
                 else:
                     committed, stopped, st = await run_writer(backend, db.dsn, s, chunk)
                     print(
@@ -218,12 +234,12 @@ async def bench_backend(backend: str, s: SampleColumns, chunk: int, repeat: int)
                     )
                     if stopped < best_writer:
                         best_writer, committed_at_best, stats = stopped, committed, st
-    return {"raw": best_raw, "writer": best_writer, "committed": committed_at_best, "stats": stats}
+    return Best(best_raw, best_writer, committed_at_best, stats)
 
 
-def rows_for(backend: str, shape: str, n: int, r: dict[str, object]) -> Row:
-    raw_rate = n / float(r["raw"])  # type: ignore[arg-type]
-    rate = n / float(r["writer"])  # type: ignore[arg-type]
+def rows_for(backend: str, shape: str, n: int, r: Best) -> Row:
+    raw_rate = n / r.raw
+    rate = n / r.writer
     ratio = rate / raw_rate
     if backend == "postgresql":
         goal, ok = "≥ 60% of raw COPY and ≥ 150k/s", ratio >= 0.60 and rate >= 150_000
@@ -266,22 +282,22 @@ def main(argv: list[str] | None = None) -> int:
             r = asyncio.run(bench_backend(backend, s, a.chunk, a.repeat))
             rows.append(rows_for(backend, label, n, r))
             notes.append(
-                f"{backend}, {label}: {quiet}; writer {n / float(r['writer']):,.0f}/s to `stop()` "
-                f"({n / float(r['committed']):,.0f}/s to the last commit; the rest is the final rollup merge), "
-                f"raw {n / float(r['raw']):,.0f}/s; writer stats {r['stats']}."
+                f"{backend}, {label}: {quiet}; writer {n / r.writer:,.0f}/s to `stop()` "
+                f"({n / r.committed:,.0f}/s to the last commit; the rest is the final rollup merge), "
+                f"raw {n / r.raw:,.0f}/s; writer stats {r.stats}."
             )
     notes.insert(
         0,
-        f"1 Hz samples fed as `SampleColumns` chunks of {a.chunk} (one chunk ≈ one ingest request), all submitted "
-        "without waiting; writer defaults (batch 10k, flush 0.2 s, rollup merge every 5 s); timed until "
-        "`writer.stop()` returned, so the final rollup merge counts. Best of "
-        f"{a.repeat} repetitions, each in a fresh database, baseline/writer order alternating. Baseline: the raw "
-        "driver into `samples_raw`, a copy of `samples` (same columns, same (tag_id, ts) index), 10k rows per "
-        "transaction, rows pre-built / COPY stream pre-encoded outside the timing (SQLite: stdlib `executemany`, "
-        "WAL + synchronous=NORMAL like the store; PostgreSQL: asyncpg `copy_to_table(format='binary')`, "
-        "CHECKPOINT before each timed run). The rollup merge is one upsert per (tag, bucket, tier): 1,000 tags × "
-        "1,000 s make ~0.12 rollup rows per sample, 100,000 tags × 10 s make 0.5 (live, with a merge every 5 s of "
-        "data, it would be ~1 per sample, so the many-tags row is still optimistic).",
+        f"1 Hz samples fed as `SampleColumns` chunks of {a.chunk} (one chunk ≈ one ingest request), all "
+        "submitted without waiting; writer defaults (batch 10k, flush 0.2 s, rollup merge every 5 s); timed "
+        f"until `writer.stop()` returned, so the final rollup merge counts. Best of {a.repeat} repetitions, every "
+        "measurement in a fresh database, baseline/writer order alternating. Baseline: the raw driver into "
+        "`samples_raw`, a copy of `samples` (same columns, same (tag_id, ts) index), 10k rows per transaction, "
+        "rows pre-built / COPY stream pre-encoded outside the timing (SQLite: stdlib `executemany`, WAL + "
+        "synchronous=NORMAL like the store; PostgreSQL: asyncpg `copy_to_table(format='binary')`, CHECKPOINT "
+        "before each timed run). The rollup merge is one upsert per (tag, bucket, tier): 1,000 tags × 1,000 s "
+        "make ~0.12 rollup rows per sample, 100,000 tags × 10 s make 0.5 (live, with a merge every 5 s of data, "
+        "it would be ~1 per sample, so the many-tags row is still optimistic).",
     )
     cmd = "python -m bench.writer_throughput " + " ".join(argv if argv is not None else sys.argv[1:])
     publish("Historian writer throughput", rows, notes, cmd.strip(), write=not a.no_doc)
