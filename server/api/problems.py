@@ -15,9 +15,11 @@ from server.domain.errors import DomainError, TooManyRequests
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed", 409: "Conflict",
-           413: "Payload too large", 415: "Unsupported media type", 422: "Invalid input", 429: "Too many requests",
-           500: "Internal server error", 503: "Service unavailable"}  # fmt: skip
+_TITLES = {
+    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+    409: "Conflict", 413: "Payload too large", 415: "Unsupported media type", 422: "Invalid input",
+    429: "Too many requests", 500: "Internal server error", 503: "Service unavailable",
+}  # fmt: skip
 
 
 def problem(

@@ -222,10 +222,8 @@ async def _authenticate(ws: WebSocket, ctx: ApiContext) -> tuple[Principal, Cred
         msg = json.loads(raw)
         if not isinstance(msg, dict) or msg.get("type") != "auth":
             raise Unauthorized('the first message must be {"type": "auth", "token": "..."}')
-        if msg.get("api_key"):
-            credential = ("apikey", str(msg["api_key"]))
-        else:
-            credential = ("token", str(msg.get("token", "")))
+        key = msg.get("api_key")
+        credential = ("apikey", str(key)) if key else ("token", str(msg.get("token", "")))
     if credential[0] == "apikey":
         who = await ctx.auth.principal_for_api_key(credential[1])
     else:

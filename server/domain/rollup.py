@@ -137,11 +137,19 @@ def merge(parts: list[Rollup] | Rollup, width: int | None = None) -> Rollup:
     )
 
 
+WIDTH_SLACK = 1.5
+"""Output buckets may be this much wider than asked (fewer points) before a finer tier is used."""
+
+
 def choose_tier(span_s: float, max_buckets: int) -> int | None:
-    """The coarsest stored tier not wider than the bucket a read needs; None means raw."""
+    """The coarsest stored tier whose whole multiples come close to the bucket a read needs
+    (a 6 h trend wants 10.8 s buckets: 20 s from the 10 s tier would halve its points, so it
+    is bucketed from raw samples instead); None means raw."""
     needed = span_s / max(max_buckets, 1)
-    usable = [w for w in TIERS if w <= needed]
-    return usable[-1] if usable else None
+    for width in reversed(TIERS):
+        if width <= needed and np.ceil(needed / width) * width <= needed * WIDTH_SLACK:
+            return width
+    return None
 
 
 def bucket_width(span_s: float, max_buckets: int, tier: int | None) -> float:

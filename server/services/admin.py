@@ -11,10 +11,8 @@ from server.security.passwords import hash_password
 from server.services.auth import AuthService
 from server.storage.repositories.audit import AuditRepository
 from server.storage.repositories.credentials import ApiKeyRepository, RefreshTokenRepository
-from server.storage.repositories.tenants import check_tenant_name
-from server.storage.repositories.users import check_username
-from server.storage.repositories.tenants import Tenant, TenantRepository
-from server.storage.repositories.users import Role, RoleRepository, User, UserRepository
+from server.storage.repositories.tenants import Tenant, TenantRepository, check_tenant_name
+from server.storage.repositories.users import Role, RoleRepository, User, UserRepository, check_username
 
 
 class AdminService:
@@ -148,8 +146,10 @@ class AdminService:
         self._guard_system_admin(who, target)
         if target.id == who.user_id:
             raise Conflict("you cannot delete yourself")
-        if target.is_active and Permission.USERS_MANAGE in target.permissions and (
-            await self.users.count_with_permission(who.tenant_id, Permission.USERS_MANAGE) <= 1
+        if (
+            target.is_active
+            and Permission.USERS_MANAGE in target.permissions
+            and (await self.users.count_with_permission(who.tenant_id, Permission.USERS_MANAGE) <= 1)
         ):
             raise Conflict("this is the tenant's last user administrator")
         await self.users.delete(who.tenant_id, user_id)

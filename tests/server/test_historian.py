@@ -159,3 +159,27 @@ async def test_forgotten_tags_are_never_written(store: SampleStore) -> None:
     assert writer.queued == 10
     await writer.stop()
     assert (await store.count([1]), await store.count([2])) == (0, 10)
+
+
+async def test_coarse_tiers_lag_in_the_table_but_never_in_a_read(store: SampleStore) -> None:
+    """Fast merges leave the 600 s+ tiers to the slower full merge; reads add what is pending,
+    and a crash in between is repaired by recovery (the pending windows are still there)."""
+    writer = HistorianWriter(store, batch_size=1_000, flush_interval=0.01, rollup_interval=0.01, coarse_interval=3600)
+    await writer.start()
+    data = series(31, 7200)
+    await (await writer.submit(data))
+    import asyncio
+
+    while writer.stats.rollup_merges == 0:
+        await asyncio.sleep(0.01)
+    assert int((await store.read_rollup(60, 31, T0, T0 + 7200)).count.sum()) == 7200
+    assert len(await store.read_rollup(3600, 31, T0, T0 + 7200)) == 0  # not merged yet...
+    reader = HistoryReader(store, writer.unmerged)
+    result = await reader.read(31, T0, T0 + 30 * 86_400, 100)  # ...but a month-long read sees it all
+    assert result.decimated is not None and int(result.decimated.count.sum()) == 7200
+    assert await store.pending_windows()  # recovery would still cover the coarse tiers
+    assert await recover(store) > 0
+    for width in rollup.TIERS:
+        assert int((await store.read_rollup(width, 31, T0 - 86_400, T0 + 86_400)).count.sum()) == 7200, width
+    writer._fast, writer._coarse = [], []  # the "crashed" writer's memory is gone
+    await writer.stop()

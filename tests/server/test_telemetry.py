@@ -189,7 +189,9 @@ def test_ingest_stats_count_accepted_and_rejected_per_tenant(
 ) -> None:
     tenant.build_plant()
     eng = tenant.engineer
-    assert eng.post("/api/v1/telemetry", json={"device": DEVICE, "values": {"Flow": 1, "Pressure": 2}}).status_code == 201
+    assert (
+        eng.post("/api/v1/telemetry", json={"device": DEVICE, "values": {"Flow": 1, "Pressure": 2}}).status_code == 201
+    )
     assert eng.post("/api/v1/telemetry", json={"device": "Plant1/Nope", "values": {"Flow": 1}}).status_code == 404
     stats = tenant.users["viewer"].get("/api/v1/ingest/stats").json()
     assert stats["http"]["received"] == 3 and stats["http"]["accepted"] == 2

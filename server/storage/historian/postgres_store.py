@@ -60,6 +60,52 @@ def copy_payload(batch: SampleColumns) -> bytes:
     return _HEADER + rows.tobytes() + _TRAILER
 
 
+# Rollup deltas travel the same way: one binary COPY of every tier into a temporary table,
+# then one INSERT ... ON CONFLICT per tier (cheaper than ten unnest() arrays, no loop stall).
+_STAGE_ROW = np.dtype(
+    [("nfields", ">i2"), ("l_width", ">i4"), ("width", ">i4"), ("l_tag", ">i4"), ("tag", ">i4")]
+    + [
+        (part, spec)
+        for name in ("bucket", "vmin", "vmax", "vsum")
+        for part, spec in ((f"l_{name}", ">i4"), (name, ">f8"))
+    ]
+    + [("l_count", ">i4"), ("count", ">i8")]
+    + [
+        (part, spec)
+        for name in ("first", "first_ts", "last", "last_ts")
+        for part, spec in ((f"l_{name}", ">i4"), (name, ">f8"))
+    ]
+)
+_STAGE_COLUMNS = ["width", "tag_id", "bucket", "vmin", "vmax", "vsum", "count", "first", "first_ts", "last", "last_ts"]
+_STAGE_CREATE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS rollup_stage (
+  width int4, tag_id int4, bucket float8, vmin float8, vmax float8, vsum float8, count int8,
+  first float8, first_ts float8, last float8, last_ts float8
+) ON COMMIT DELETE ROWS
+"""
+_MERGE_STAGED = _MERGE.replace(
+    "FROM unnest($1::int4[], $2::float8[], $3::float8[], $4::float8[], $5::float8[], $6::int8[],\n"
+    "            $7::float8[], $8::float8[], $9::float8[], $10::float8[])\n"
+    "     AS u(tag_id, bucket, vmin, vmax, vsum, count, first, first_ts, last, last_ts)",
+    "FROM rollup_stage AS u WHERE u.width = $1",
+)
+
+
+def stage_payload(tiers: dict[int, Rollup]) -> bytes:
+    parts = []
+    for width, r in tiers.items():
+        rows = np.empty(len(r), dtype=_STAGE_ROW)
+        rows["nfields"] = len(_STAGE_COLUMNS)
+        for name in _STAGE_ROW.names or ():
+            if name.startswith("l_"):
+                rows[name] = 4 if name in ("l_width", "l_tag") else 8
+        rows["width"], rows["tag"], rows["bucket"] = width, r.tag_id, r.bucket
+        for name in ("vmin", "vmax", "vsum", "count", "first", "first_ts", "last", "last_ts"):
+            rows[name] = getattr(r, name)
+        parts.append(rows.tobytes())
+    return _HEADER + b"".join(parts) + _TRAILER
+
+
 def _rollup_args(r: Rollup) -> list[Any]:
     return [
         r.tag_id.astype(np.int32).tolist(), r.bucket.astype(np.float64).tolist(), r.vmin.tolist(),
@@ -110,12 +156,18 @@ class PostgresSampleStore:
                     [float(w) for w in windows],
                 )
 
-    async def merge_rollups(self, tiers: dict[int, Rollup]) -> None:
+    async def merge_rollups(self, tiers: dict[int, Rollup], *, clear_pending: bool = True) -> None:
+        tiers = {w: r for w, r in tiers.items() if len(r)}
         async with self.pool.acquire() as conn, conn.transaction():
-            for width, r in tiers.items():
-                if len(r):
-                    await conn.execute(_MERGE.format(t=rollup_table_name(width)), *_rollup_args(r))
-            await conn.execute("DELETE FROM rollup_pending")
+            if tiers:
+                await conn.execute(_STAGE_CREATE)
+                await conn.copy_to_table(
+                    "rollup_stage", source=io.BytesIO(stage_payload(tiers)), columns=_STAGE_COLUMNS, format="binary"
+                )
+                for width in tiers:
+                    await conn.execute(_MERGE_STAGED.format(t=rollup_table_name(width)), width)
+            if clear_pending:
+                await conn.execute("DELETE FROM rollup_pending")
 
     async def pending_windows(self) -> list[int]:
         rows = await self.pool.fetch("SELECT DISTINCT min_ts FROM rollup_pending")

@@ -24,7 +24,7 @@ class HistoryResult:
 
 
 class HistoryReader:
-    def __init__(self, store: SampleStore, unmerged: Callable[[int], rollup.Rollup] | None = None) -> None:
+    def __init__(self, store: SampleStore, unmerged: Callable[[int, int], rollup.Rollup] | None = None) -> None:
         self.store = store
         # Rollup deltas still in the writer's memory, so a decimated read is never seconds behind.
         self.unmerged = unmerged
@@ -49,7 +49,7 @@ class HistoryReader:
             width = float(np.ceil(width / tier) * tier)
         stored = await self.store.read_rollup(tier, tag_id, start, end)
         if self.unmerged is not None:
-            fresh = self.unmerged(tag_id)
+            fresh = self.unmerged(tag_id, tier)
             if len(fresh):
                 stored = rollup.merge([stored, rollup.merge(fresh, tier)])
         return self._clip(rollup.decimate_rollup(stored, width), start, end, width)

@@ -106,14 +106,15 @@ class SqliteSampleStore:
 
         await self._w(run)
 
-    async def merge_rollups(self, tiers: dict[int, Rollup]) -> None:
-        prepared = [(_MERGE.format(t=rollup_table_name(w)), r.rows()) for w, r in tiers.items()]
-
+    async def merge_rollups(self, tiers: dict[int, Rollup], *, clear_pending: bool = True) -> None:
         def run(c: sqlite3.Connection) -> None:
+            # Row tuples are built on the writer thread, not on the event loop.
+            prepared = [(_MERGE.format(t=rollup_table_name(w)), r.rows()) for w, r in tiers.items()]
             with _transaction(c):
                 for sql, rows in prepared:
                     c.executemany(sql, rows)
-                c.execute("DELETE FROM rollup_pending")
+                if clear_pending:
+                    c.execute("DELETE FROM rollup_pending")
 
         await self._w(run)
 

@@ -19,8 +19,8 @@ class SampleStore(Protocol):
     async def write(self, batch: SampleColumns, windows: list[int]) -> None:
         """Commit samples and, in the same transaction, the windows whose rollups are pending."""
 
-    async def merge_rollups(self, tiers: dict[int, Rollup]) -> None:
-        """Merge rollup deltas into the tier tables and clear the pending windows, atomically."""
+    async def merge_rollups(self, tiers: dict[int, Rollup], *, clear_pending: bool = True) -> None:
+        """Merge rollup deltas into the tier tables (and clear the pending windows), atomically."""
 
     async def pending_windows(self) -> list[int]: ...
 

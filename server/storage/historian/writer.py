@@ -1,8 +1,11 @@
 """Batches samples by size and time, commits them, and keeps the rollup tiers up to date.
 
-Rollup deltas are accumulated in memory and merged into the tier tables every
-`rollup_interval` seconds (a bucket is written once per interval, not once per sample). Each
-sample batch records the 10-minute windows it touched in the same transaction, so after a
+Rollup deltas are accumulated in memory: the fine tiers (10 s, 60 s) are merged into their
+tables every `rollup_interval` seconds, the coarse ones (600 s and up) every
+`coarse_interval` — an open hour bucket of every tag is not rewritten every few seconds,
+which is what made the merge cost as much as the samples with many tags. Readers add the
+deltas still in memory, so a trend is never behind. Each sample batch records the 10-minute
+windows it touched in the same transaction; they are cleared only by a full merge, so after a
 crash `recover()` recomputes exactly those windows from the raw samples.
 """
 
@@ -14,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from server.domain import rollup
 from server.domain.errors import Unavailable
@@ -46,12 +50,14 @@ class HistorianWriter:
         batch_size: int = 10_000,
         flush_interval: float = 0.2,
         rollup_interval: float = 5.0,
+        coarse_interval: float = 60.0,
         max_pending: int = 500_000,
     ) -> None:
         self.store = store
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.rollup_interval = rollup_interval
+        self.coarse_interval = max(coarse_interval, rollup_interval)
         self.max_pending = max_pending
         self.stats = WriterStats()
         self._queue: list[_Pending] = []
@@ -59,8 +65,9 @@ class HistorianWriter:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
-        self._rollups: list[rollup.Rollup] = []
-        self._last_rollup = time.monotonic()
+        self._fast: list[rollup.Rollup] = []  # finest-tier deltas not yet in the 10 s / 60 s tables
+        self._coarse: list[rollup.Rollup] = []  # 600 s deltas not yet in the 600 s+ tables
+        self._last_rollup = self._last_full = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -96,14 +103,17 @@ class HistorianWriter:
         await self._room.wait()
         return self.submit_nowait(chunk)
 
-    def unmerged(self, tag_id: int) -> rollup.Rollup:
-        """This tag's rollup deltas not yet merged into the tier tables (finest tier)."""
-        parts = [r for r in self._rollups if len(r)]
+    def unmerged(self, tag_id: int, width: int) -> rollup.Rollup:
+        """This tag's deltas not yet in the `width` tier table, at a width that divides it."""
+        parts = [r for r in self._fast if len(r)]
+        if width >= COARSE_BASE and parts:
+            parts = [rollup.merge(rollup.merge(parts), COARSE_BASE)]
+        if width >= COARSE_BASE:
+            parts = [r for r in self._coarse if len(r)] + parts
         if not parts:
             return rollup.Rollup.empty()
         r = rollup.Rollup.concat(parts)
-        keep = r.tag_id == tag_id
-        return rollup.Rollup(*(getattr(r, f)[keep] for f in rollup.FIELDS))
+        return _only(r, r.tag_id == tag_id)
 
     def forget(self, tag_ids: list[int]) -> None:
         """Drop queued samples and unmerged rollups of deleted tags (their ids never return)."""
@@ -114,9 +124,8 @@ class HistorianWriter:
                 c = item.chunk
                 self._queued -= int((~keep).sum())
                 item.chunk = SampleColumns(c.tag_id[keep], c.ts[keep], c.value[keep], c.quality[keep])
-        self._rollups = [
-            rollup.Rollup(*(getattr(r, f)[~np.isin(r.tag_id, gone)] for f in rollup.FIELDS)) for r in self._rollups
-        ]
+        self._fast = [_only(r, ~np.isin(r.tag_id, gone)) for r in self._fast]
+        self._coarse = [_only(r, ~np.isin(r.tag_id, gone)) for r in self._coarse]
 
     @property
     def queued(self) -> int:
@@ -137,9 +146,13 @@ class HistorianWriter:
             self._wake.clear()
             if self._queue:
                 await self._flush()
-            if self._rollups and (self._stopping or time.monotonic() - self._last_rollup >= self.rollup_interval):
-                await self._merge_rollups()
-            if self._stopping and not self._queue:
+            now = time.monotonic()
+            merged = True
+            if (self._fast or self._coarse) and (self._stopping or now - self._last_rollup >= self.rollup_interval):
+                merged = await self._merge_rollups(full=self._stopping or now - self._last_full >= self.coarse_interval)
+            # Stop only after a full merge (a fast one may have been under way when stop() came),
+            # or when the database refuses it: the pending windows then let recovery finish the job.
+            if self._stopping and not self._queue and (not (self._fast or self._coarse) or not merged):
                 return
 
     def _take(self) -> list[_Pending]:
@@ -172,7 +185,7 @@ class HistorianWriter:
                     p.done.set_exception(Unavailable(f"historian write failed: {exc}"))
             return
         usable = batch.usable()
-        self._rollups.append(rollup.aggregate(usable.tag_id, usable.ts, usable.value, rollup.TIERS[0]))
+        self._fast.append(rollup.aggregate(usable.tag_id, usable.ts, usable.value, rollup.TIERS[0]))
         self.stats.batches += 1
         self.stats.samples += len(batch)
         self.stats.last_flush_s = time.perf_counter() - started
@@ -180,30 +193,49 @@ class HistorianWriter:
             if not p.done.done():
                 p.done.set_result(None)
 
-    async def _merge_rollups(self) -> None:
-        finest = rollup.merge(self._rollups)
-        tiers = rollup_tiers(finest)
+    async def _merge_rollups(self, *, full: bool) -> bool:
+        finest = rollup.merge(self._fast) if self._fast else rollup.Rollup.empty()
+        minute = rollup.merge(finest, rollup.TIERS[1])
+        tiers = {rollup.TIERS[0]: finest, rollup.TIERS[1]: minute}
+        coarse = rollup.merge([*self._coarse, rollup.merge(minute, COARSE_BASE)], COARSE_BASE)
+        if full:
+            tiers |= rollup_tiers(coarse, start=COARSE_BASE)
         try:
-            await self.store.merge_rollups(tiers)
+            # Only a full merge clears the recovery windows: until then the coarse tiers lack them.
+            await self.store.merge_rollups(tiers, clear_pending=full)
         except Exception as exc:
             # Keep the deltas; the pending windows still cover them if we never succeed.
             self.stats.failures += 1
             log.error("historian rollup merge failed (will retry): %s", exc)
-            self._rollups = [finest]
-            return
-        self._rollups = []
+            self._fast = [finest]
+            return False
+        self._fast = []
+        self._coarse = [] if full else [coarse]
         self._last_rollup = time.monotonic()
+        if full:
+            self._last_full = self._last_rollup
         self.stats.rollup_merges += 1
+        return True
 
 
-def rollup_tiers(finest: rollup.Rollup) -> dict[int, rollup.Rollup]:
-    """Every tier from the finest one, each coarser tier built from the one below it."""
-    tiers = {rollup.TIERS[0]: finest}
-    previous = finest
-    for width in rollup.TIERS[1:]:
-        previous = rollup.merge(previous, width)
-        tiers[width] = previous
+COARSE_BASE = 600
+"""The finest of the coarse tiers, merged every `coarse_interval`."""
+
+
+def rollup_tiers(base: rollup.Rollup, start: int | None = None) -> dict[int, rollup.Rollup]:
+    """The tiers from `start` (default the finest) up, each built from the one below it."""
+    first = start if start is not None else rollup.TIERS[0]
+    tiers = {first: base}
+    previous = base
+    for width in rollup.TIERS:
+        if width > first:
+            previous = rollup.merge(previous, width)
+            tiers[width] = previous
     return tiers
+
+
+def _only(r: rollup.Rollup, keep: npt.NDArray[np.bool_]) -> rollup.Rollup:
+    return rollup.Rollup(*(getattr(r, f)[keep] for f in rollup.FIELDS))
 
 
 async def recover(store: SampleStore) -> int:
