@@ -5,7 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 # Debian packages the tests and the demo need (Qt's X11 backend libraries, Xvfb for screenshots).
-APT_PACKAGES := libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libegl1 xvfb
+APT_PACKAGES := libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libegl1 xvfb \
+                mosquitto-clients libcoap3-bin amqp-tools
 
 .PHONY: setup demo test lint typecheck unit bench services system-deps clean
 

@@ -18,8 +18,11 @@ from server.api.app import create_api
 from server.api.deps import ApiContext
 from server.bus import Bus
 from server.config import ConfigError, Settings
+from server.ingest.adapter import Adapter, IngestContext
+from server.ingest.dead_letters import DeadLetterRepository
 from server.ingest.live_cache import LiveCache
 from server.ingest.pipeline import IngestPipeline
+from server.ingest.registry import build_adapters
 from server.security.limiter import LoginLimiter
 from server.security.tokens import TokenCodec, load_or_create_secret
 from server.services.admin import AdminService
@@ -91,6 +94,13 @@ class Server:
             history=self.history, pipeline=self.pipeline, writer=self.writer, nodes=self.nodes, audit=self.audit,
             api_keys=api_keys,
         )  # fmt: skip
+        self.dead_letters = DeadLetterRepository(self.db)
+        self.ctx.dead_letters = self.dead_letters
+        self.ingest = IngestContext(
+            settings=settings, pipeline=self.pipeline, tenants=tenants, nodes=self.nodes, namespace=self.namespace,
+            history=self.history, auth=self.auth, bus=self.bus, dead_letters=self.dead_letters,
+        )  # fmt: skip
+        self.adapters: list[Adapter] = build_adapters(self.ingest)
         self.api: FastAPI = create_api(self.ctx)
         self._stack = AsyncExitStack()
 
@@ -104,6 +114,10 @@ class Server:
         self._stack.push_async_callback(self.writer.stop)
         self._stack.push_async_callback(self.db.dispose)
         self._stack.callback(self.pipeline.close)
+        for adapter in self.adapters:
+            await adapter.start()
+            self._stack.push_async_callback(adapter.stop)  # stopped before the writer flushes
+            log.info("adapter %s started", adapter.name)
         # Start-up objects live for the whole run: keep them out of full collections, which
         # otherwise stop the event loop ~100 ms to walk them (seen in the latency benchmark).
         gc.collect()

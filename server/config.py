@@ -34,10 +34,23 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65535)
     log_level: str = "info"
     redis_url: str = Field("", description="empty: in-process bus and cache")
-    mqtt_url: str = Field("", description="empty: MQTT ingestion off")
-    amqp_url: str = Field("", description="empty: AMQP ingestion off")
-    opcua_port: int = Field(4840, ge=0, le=65535)
-    coap_port: int = Field(5683, ge=0, le=65535)
+    mqtt_url: str = Field("", description="empty: MQTT ingestion off; e.g. mqtt://127.0.0.1:1883 or mqtts://host:8883")
+    mqtt_username: str = ""
+    mqtt_password: str = ""
+    mqtt_ca_file: str = Field("", description="CA bundle for mqtts:// (empty: the system's)")
+    mqtt_client_id: str = Field("iiot-server", description="also names the persistent session")
+    mqtt_shared_group: str = Field("", description="non-empty: subscribe as $share/<group>/... to split load")
+    mqtt_sparkplug: bool = Field(True, description="also ingest Sparkplug B (spBv1.0/<tenant>/...)")
+    amqp_url: str = Field("", description="empty: AMQP ingestion off; e.g. amqp://guest:guest@127.0.0.1/")
+    amqp_exchange: str = "iiot"
+    amqp_queue: str = "iiot.telemetry"
+    amqp_prefetch: int = Field(200, ge=1, le=65535)
+    coap_host: str = "127.0.0.1"
+    coap_port: int = Field(5683, ge=0, le=65535, description="0: CoAP off")
+    opcua_host: str = "127.0.0.1"
+    opcua_port: int = Field(4840, ge=0, le=65535, description="0: northbound OPC UA server off")
+    opcua_security: str = Field("None,Basic256Sha256", description="policies offered by the OPC UA server")
+    max_payload_bytes: int = Field(262_144, ge=1024, description="largest message an adapter accepts")
 
     jwt_secret: str = Field("", description="empty: generated once into <data_dir>/jwt_secret (0600)")
     access_token_ttl_s: int = Field(900, ge=30, le=86_400)

@@ -96,7 +96,7 @@ def make_settings(tmp: Path, db_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp, "database_url": db_url, "http_port": free_port(), "jwt_secret": JWT_SECRET,
         "historian_flush_interval_s": 0.02, "historian_rollup_interval_s": 0.5, "stream_heartbeat_s": 1.0,
-        "stream_flush_interval_s": 0.02, "log_level": "warning",
+        "stream_flush_interval_s": 0.02, "log_level": "warning", "coap_port": 0, "opcua_port": 0,
         # Every test logs in from 127.0.0.1: the limiter is tested on a server of its own.
         "login_max_failures": 1000,
     }  # fmt: skip

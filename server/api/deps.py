@@ -13,6 +13,7 @@ from server.bus import Bus
 from server.config import Settings
 from server.domain.errors import Unauthorized
 from server.domain.principal import Principal
+from server.ingest.dead_letters import DeadLetterRepository
 from server.ingest.pipeline import IngestPipeline
 from server.services.admin import AdminService
 from server.services.auth import AuthService
@@ -41,6 +42,7 @@ class ApiContext:
     nodes: NodeRepository
     audit: AuditRepository
     api_keys: ApiKeyRepository
+    dead_letters: DeadLetterRepository | None = None
     started_at: float = field(default_factory=time.monotonic)
     stream_clients: int = 0
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from server.bus import Bus, Event
-from server.domain.namespace import DeviceStatus, Node
+from server.domain.errors import Conflict, InvalidInput, NotFound
+from server.domain.namespace import DeviceStatus, Node, NodeClass
 from server.domain.permissions import Permission
 from server.domain.principal import Principal
 from server.ingest.live_cache import LiveCache
@@ -77,11 +78,52 @@ class NamespaceService:
 
     async def set_status(self, who: Principal, ref: str, status: DeviceStatus) -> Node:
         who.require(Permission.TELEMETRY_WRITE)
-        node = await self.nodes.set_status(who.tenant_id, ref, status)
-        self.bus.publish(
-            Event(who.tenant_id, "device_status", {"node_id": node.node_id, "path": node.path, "status": status.value})
-        )
+        return await self.set_device_status(who.tenant_id, ref, status)
+
+    async def set_device_status(self, tenant_id: int, ref: str, status: DeviceStatus) -> Node:
+        """Status from the field (MQTT last will, Sparkplug death, a failed poll): no user involved."""
+        node = await self.nodes.get(tenant_id, ref)
+        if node.status is not status:
+            node = await self.nodes.set_status(tenant_id, ref, status)
+            self.bus.publish(
+                Event(tenant_id, "device_status", {"node_id": node.node_id, "path": node.path, "status": status.value})
+            )
         return node
+
+    async def ensure_device(self, tenant_id: int, path: str, tags: list[NodeSpec], *, actor: str) -> Node:
+        """A device at `path` with at least these tags, creating folders on the way (Sparkplug
+        births, OPC UA imports). Existing nodes are kept as they are; a clash of classes is an error."""
+        parts = [p for p in path.strip("/").split("/") if p]
+        if not parts:
+            raise InvalidInput("empty device path", field="device")
+        parent: str | None = None
+        created: list[str] = []
+        for depth, name in enumerate(parts):
+            here = "/".join(parts[: depth + 1])
+            cls = NodeClass.DEVICE if depth == len(parts) - 1 else NodeClass.FOLDER
+            try:
+                node = await self.nodes.get(tenant_id, here)
+            except NotFound:
+                try:
+                    node = await self.nodes.create(tenant_id, parent, NodeSpec(cls, name))
+                    created.append(node.node_id)
+                except Conflict:  # created concurrently by another message
+                    node = await self.nodes.get(tenant_id, here)
+            if node.node_class is not cls:
+                raise InvalidInput(f"{here!r} is a {node.node_class.value}, expected a {cls.value}", field="device")
+            parent = node.node_id
+        device = node
+        existing = {n.browse_name for n in await self.nodes.children(tenant_id, device.node_id)}
+        for spec in tags:
+            if spec.browse_name not in existing:
+                try:
+                    created.append((await self.nodes.create(tenant_id, device.node_id, spec)).node_id)
+                except Conflict:
+                    pass
+        if created:
+            await self.audit.record(tenant_id, actor, "node.create", device.node_id, detail={"created": len(created)})
+            self._changed(tenant_id, created=created)
+        return device
 
 
 def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:

@@ -195,3 +195,37 @@ rollup_pending = sa.Table(
     sa.Column("max_ts", sa.Float(precision=53), nullable=False),
 )
 """Time spans of committed sample batches whose rollups are not yet persisted (crash recovery)."""
+
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("origin", sa.String(500), nullable=False, server_default=""),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("detail", sa.String(1000), nullable=False, server_default=""),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("payload_size", sa.Integer, nullable=False),
+    sa.Index("ix_dead_letters_tenant_received", "tenant_id", "received_at"),
+    sqlite_autoincrement=True,
+)
+"""Payloads an adapter could not use, kept (truncated) so an engineer can see what arrived."""
+
+connections = sa.Table(
+    "connections",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("config", JsonDoc, nullable=False),
+    _created(),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("tenant_id", "name", name="uq_connections_tenant_name"),
+    sqlite_autoincrement=True,
+)
+"""Outbound field connections of a tenant (OPC UA servers, Modbus devices), configured via the API."""

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from server import __version__
 from server.api.deps import Caller, Ctx
 from server.api.problems import problem
 from server.api.schema import StatusOut
+from server.domain.errors import Forbidden
 from server.domain.permissions import Permission
 
 router = APIRouter(tags=["system"])
@@ -44,6 +46,35 @@ async def status(who: Caller, ctx: Ctx) -> StatusOut:
         samples_written=ctx.writer.stats.samples, historian_queue=ctx.writer.queued,
         stream_clients=ctx.stream_clients, uptime_s=time.monotonic() - ctx.started_at,
     )  # fmt: skip
+
+
+@router.get("/api/v1/ingest/dead-letters")
+async def dead_letters(
+    who: Caller,
+    ctx: Ctx,
+    source: str | None = Query(None, max_length=32),
+    limit: int = Query(100, ge=1, le=1000),
+    unattributed: bool = Query(False, description="system administrators: payloads no tenant could be named for"),
+) -> list[dict[str, Any]]:
+    """What the adapters received but could not use, newest first (payload base64, max 64 KiB)."""
+    who.require(Permission.NAMESPACE_WRITE)
+    if unattributed and not who.is_system_admin:
+        raise Forbidden("only a system administrator sees payloads that belong to no tenant")
+    assert ctx.dead_letters is not None
+    found = await ctx.dead_letters.query(who.tenant_id, source=source, limit=limit, unattributed=unattributed)
+    return [
+        {
+            "id": d.id,
+            "received_at": d.received_at.isoformat(),
+            "source": d.source,
+            "origin": d.origin,
+            "reason": d.reason,
+            "detail": d.detail,
+            "payload_size": d.payload_size,
+            "payload": base64.b64encode(d.payload).decode(),
+        }  # fmt: skip
+        for d in found
+    ]
 
 
 @router.get("/api/v1/ingest/stats")

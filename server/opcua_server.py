@@ -1,0 +1,10 @@
+"""Northbound OPC UA server (being built for issue #3)."""
+
+from __future__ import annotations
+
+from server.ingest.adapter import Adapter, IngestContext
+
+
+def build(ctx: IngestContext) -> list[Adapter]:
+    """The OPC UA server for the given settings (none yet)."""
+    return []
