@@ -22,11 +22,12 @@ from server.ingest.adapter import Adapter, IngestContext
 from server.ingest.dead_letters import DeadLetterRepository
 from server.ingest.live_cache import LiveCache
 from server.ingest.pipeline import IngestPipeline
-from server.ingest.registry import build_adapters
+from server.ingest.registry import build_adapters, connection_kinds
 from server.security.limiter import LoginLimiter
 from server.security.tokens import TokenCodec, load_or_create_secret
 from server.services.admin import AdminService
 from server.services.auth import AuthService
+from server.services.connections import ConnectionService
 from server.services.history import HistoryService
 from server.services.namespace import NamespaceService
 from server.storage.database import Database
@@ -36,6 +37,7 @@ from server.storage.historian.sqlite_store import SqliteSampleStore
 from server.storage.historian.store import SampleStore
 from server.storage.historian.writer import HistorianWriter
 from server.storage.repositories.audit import AuditRepository
+from server.storage.repositories.connections import ConnectionRepository
 from server.storage.repositories.credentials import ApiKeyRepository, RefreshTokenRepository
 from server.storage.repositories.nodes import NodeRepository
 from server.storage.repositories.tenants import TenantRepository
@@ -96,9 +98,13 @@ class Server:
         )  # fmt: skip
         self.dead_letters = DeadLetterRepository(self.db)
         self.ctx.dead_letters = self.dead_letters
+        self.connection_repo = ConnectionRepository(self.db)
+        self.connections = ConnectionService(self.connection_repo, self.audit, self.bus, connection_kinds())
+        self.ctx.connections = self.connections
         self.ingest = IngestContext(
             settings=settings, pipeline=self.pipeline, tenants=tenants, nodes=self.nodes, namespace=self.namespace,
             history=self.history, auth=self.auth, bus=self.bus, dead_letters=self.dead_letters,
+            connections=self.connection_repo,
         )  # fmt: skip
         self.adapters: list[Adapter] = build_adapters(self.ingest)
         self.api: FastAPI = create_api(self.ctx)

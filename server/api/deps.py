@@ -17,6 +17,7 @@ from server.ingest.dead_letters import DeadLetterRepository
 from server.ingest.pipeline import IngestPipeline
 from server.services.admin import AdminService
 from server.services.auth import AuthService
+from server.services.connections import ConnectionService
 from server.services.history import HistoryService
 from server.services.namespace import NamespaceService
 from server.storage.database import Database
@@ -43,6 +44,7 @@ class ApiContext:
     audit: AuditRepository
     api_keys: ApiKeyRepository
     dead_letters: DeadLetterRepository | None = None
+    connections: ConnectionService | None = None
     started_at: float = field(default_factory=time.monotonic)
     stream_clients: int = 0
 

@@ -17,6 +17,7 @@ from server.ingest.pipeline import AdapterStats, DeviceValues, IngestPipeline, I
 from server.services.auth import AuthService
 from server.services.history import HistoryService
 from server.services.namespace import NamespaceService
+from server.storage.repositories.connections import ConnectionRepository
 from server.storage.repositories.nodes import NodeRepository
 from server.storage.repositories.tenants import Tenant, TenantRepository
 
@@ -46,6 +47,7 @@ class IngestContext:
     auth: AuthService
     bus: Bus
     dead_letters: DeadLetterRepository
+    connections: ConnectionRepository
 
     async def tenant(self, name: str) -> Tenant | None:
         """A tenant by name if it exists and is active (topics and routing keys carry names)."""

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict
+
 from server.ingest.adapter import Adapter, IngestContext
+
+KIND = "modbus"
+
+
+class ConnectionConfig(BaseModel):
+    """Placeholder until the adapter defines its connection settings."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 def build(ctx: IngestContext) -> list[Adapter]:

@@ -66,7 +66,8 @@ class Database:
 
     @property
     def display_url(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        """As the user wrote it: no password, no async driver name."""
+        return self.url.set(drivername=self.dialect).render_as_string(hide_password=True)
 
     async def check(self, wait_s: float = 10.0) -> None:
         """Fail with one clear line when the database can't be reached."""
