@@ -23,6 +23,7 @@ from server.ingest.dead_letters import DeadLetterRepository
 from server.ingest.live_cache import LiveCache
 from server.ingest.pipeline import IngestPipeline
 from server.ingest.registry import build_adapters, connection_kinds
+from server.ingest.stats_log import StatsLogger
 from server.security.limiter import LoginLimiter
 from server.security.tokens import TokenCodec, load_or_create_secret
 from server.services.admin import AdminService
@@ -120,6 +121,9 @@ class Server:
         self._stack.push_async_callback(self.writer.stop)
         self._stack.push_async_callback(self.db.dispose)
         self._stack.callback(self.pipeline.close)
+        self.stats_logger = StatsLogger(self.pipeline)
+        await self.stats_logger.start()
+        self._stack.push_async_callback(self.stats_logger.stop)
         for adapter in self.adapters:
             await adapter.start()
             self._stack.push_async_callback(adapter.stop)  # stopped before the writer flushes
