@@ -11,7 +11,7 @@ from server import __version__
 from server.api import problems, stream
 from server.api.deps import ApiContext
 from server.api.limits import BodyLimitMiddleware
-from server.api.routes import admin, auth, commands, connections, data, nodes, system
+from server.api.routes import admin, auth, commands, connections, data, nodes, opcua, system
 
 
 def create_api(
@@ -30,7 +30,15 @@ def create_api(
     app.state.ctx = ctx
     problems.install(app)
     v1 = APIRouter(prefix="/api/v1")
-    for router in (auth.router, admin.router, nodes.router, data.router, connections.router, commands.router):
+    for router in (
+        auth.router,
+        admin.router,
+        nodes.router,
+        data.router,
+        connections.router,
+        opcua.router,
+        commands.router,
+    ):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(system.router)
