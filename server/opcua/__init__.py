@@ -1,0 +1,1 @@
+"""OPC UA plumbing shared by the client adapter and the northbound server (asyncua)."""
