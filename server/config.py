@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_ENV = "IIOT_CONFIG"
+OPCUA_POLICIES = ("none", "basic256sha256")
 
 
 class ConfigError(Exception):
@@ -76,6 +77,17 @@ class Settings(BaseSettings):
         value = value.lower()
         if value not in {"debug", "info", "warning", "error"}:
             raise ValueError("must be one of debug, info, warning, error")
+        return value
+
+    @field_validator("opcua_security")
+    @classmethod
+    def _security(cls, value: str) -> str:
+        names = [p.strip() for p in value.split(",") if p.strip()]
+        unknown = [n for n in names if n.lower() not in OPCUA_POLICIES]
+        if unknown or not names:
+            raise ValueError(
+                f"{', '.join(unknown) or 'nothing'}: expected a comma-separated list of None, Basic256Sha256"
+            )
         return value
 
     @model_validator(mode="after")

@@ -62,10 +62,12 @@ class _Client:
         elif isinstance(message, Event):
             if message.kind == "namespace" and self.subtrees:
                 asyncio.get_running_loop().create_task(self.refresh_subtrees())  # noqa: RUF006
+            if message.kind == "command" and not self.who.can(Permission.DEVICES_COMMAND):
+                return  # a command's arguments are for those who may send one
             if message.kind != "namespace" or self.tags or self.subtrees:
                 if len(self.events) == self.events.maxlen:
                     self.dropped_events += 1
-                self.events.append({"type": "event", "kind": message.kind, **message.data})
+                self.events.append({"type": "event", **message.data, "kind": message.kind})
                 self.wake.set()
 
     async def refresh_subtrees(self) -> None:

@@ -13,7 +13,7 @@ from server.config import Settings
 from server.domain.errors import DomainError
 from server.ingest.dead_letters import DeadLetterRepository
 from server.ingest.payloads import DecodeError
-from server.ingest.pipeline import AdapterStats, DeviceValues, IngestPipeline, IngestResult
+from server.ingest.pipeline import AdapterStats, IngestPipeline, refusal_reason
 from server.services.auth import AuthService
 from server.services.history import HistoryService
 from server.services.namespace import NamespaceService
@@ -54,15 +54,10 @@ class IngestContext:
         tenant = await self.tenants.by_name(name)
         return tenant if tenant is not None and tenant.is_active else None
 
-    async def ingest(
-        self, source: str, tenant_id: int, items: list[DeviceValues], *, origin: str, payload: bytes
-    ) -> IngestResult | None:
-        """Hand decoded items to the pipeline; a refusal is counted and dead-lettered, never raised."""
-        try:
-            return await self.pipeline.ingest(tenant_id, items, source=source)
-        except DomainError as exc:
-            await self.dead_letter(source, tenant_id, origin, exc.field or "refused", exc.detail, payload, count=False)
-            return None
+    async def refused(self, source: str, tenant_id: int | None, origin: str, exc: DomainError, payload: bytes) -> None:
+        """Dead-letter what the pipeline refused (the pipeline has counted it already)."""
+        detail = f"{exc.field}: {exc.detail}" if exc.field else exc.detail
+        await self.dead_letter(source, tenant_id, origin, refusal_reason(exc), detail, payload, count=False)
 
     async def reject(
         self, source: str, tenant_id: int | None, origin: str, error: DecodeError, payload: bytes, values: int = 1

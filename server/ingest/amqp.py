@@ -180,8 +180,12 @@ class AmqpAdapter:
         except Exception as exc:
             if message.redelivered:  # failed before too: a poison message must not loop forever
                 log.exception("amqp: redelivered message %s failed again; dead-lettered", message.delivery_tag)
-                origin = f"{self.exchange_name}:{message.routing_key or ''}"
-                await self.ctx.dead_letter(SOURCE, None, origin, "error", repr(exc), message.body)
+                key = message.routing_key or ""
+                parts = key.split(".", 2)
+                hit = self._tenants.get(parts[1]) if len(parts) > 1 else None
+                owner = hit[1].id if hit is not None and hit[1] is not None else None  # the tenant sees it too
+                origin = f"{self.exchange_name}:{key}"
+                await self.ctx.dead_letter(SOURCE, owner, origin, "internal_error", repr(exc), message.body)
                 await self._settle(message, requeue=False)
             else:
                 log.exception("amqp: message %s failed; it is requeued once", message.delivery_tag)
@@ -221,8 +225,7 @@ class AmqpAdapter:
         try:
             await self.ctx.pipeline.ingest(tenant.id, items, source=SOURCE, wait=True)
         except (InvalidInput, NotFound) as exc:  # counted by the pipeline
-            await self.ctx.dead_letter(SOURCE, tenant.id, origin, exc.field or "refused", exc.detail, body,
-                                       count=False)  # fmt: skip
+            await self.ctx.refused(SOURCE, tenant.id, origin, exc, body)
             await self._settle(message, requeue=False)
             return
         except DomainError as exc:  # Unavailable: the commit failed; the broker keeps the message

@@ -371,8 +371,7 @@ class CoapAdapter:
         try:
             result = await self.ctx.pipeline.ingest(tenant_id, items, source=SOURCE, wait=True)
         except (InvalidInput, NotFound) as exc:  # counted by the pipeline
-            await self.ctx.dead_letter(SOURCE, tenant_id, origin, exc.field or "refused", exc.detail, payload,
-                                       count=False)  # fmt: skip
+            await self.ctx.refused(SOURCE, tenant_id, origin, exc, payload)
             return _error(_code_for(exc), exc.detail)
         except DomainError as exc:  # Unavailable: the commit failed or the historian is stopping
             await self.ctx.dead_letter(SOURCE, tenant_id, origin, "unavailable", exc.detail, payload)

@@ -29,10 +29,15 @@ class DeadLetter:
     payload_size: int
 
 
+PRUNE_EVERY = 100
+"""Records of one owner between two prunes: a table may exceed KEEP_ROWS by this much."""
+
+
 class DeadLetterRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._since_prune = 0
+        self._since_prune: dict[int | None, int] = {}
+        """Records per owner since its last prune: every tenant is kept to KEEP_ROWS, not only busy ones."""
 
     async def record(
         self, tenant_id: int | None, source: str, origin: str, reason: str, detail: str, payload: bytes
@@ -50,9 +55,10 @@ class DeadLetterRepository:
                     payload_size=len(payload),
                 )  # fmt: skip
             )
-        self._since_prune += 1
-        if self._since_prune >= 1000:
-            self._since_prune = 0
+        count = self._since_prune.get(tenant_id, 0) + 1
+        self._since_prune[tenant_id] = count
+        if count >= PRUNE_EVERY:
+            self._since_prune[tenant_id] = 0
             await self.prune(tenant_id)
 
     async def prune(self, tenant_id: int | None) -> None:

@@ -300,7 +300,7 @@ class ModbusAdapter:
         self._task = asyncio.create_task(self._run(), name="modbus-connections")
 
     def _on_message(self, message: Message) -> None:
-        if isinstance(message, Event) and message.kind == "connections" and message.data.get("kind") == KIND:
+        if isinstance(message, Event) and message.kind == "connections" and message.data.get("connection_kind") == KIND:
             self._wake.set()
 
     async def _run(self) -> None:

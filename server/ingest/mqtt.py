@@ -14,9 +14,9 @@ A device whose browse name holds '+' or '#' can't be addressed over MQTT.
 
 Tenancy: the server takes the topic's first level as the tenant and writes only there, strictly
 (an unknown or inactive tenant is rejected). What stops a device publishing under another
-tenant's prefix is the broker's ACL (e.g. mosquitto `pattern write %u/devices/#` with the
-tenant as user name, or one `topic write acme/devices/#` per user); give each device
-credentials that reach only its tenant's prefix.
+tenant's prefix is the broker's ACL (e.g. mosquitto `pattern readwrite %u/devices/#` with the
+tenant as user name, or one `topic readwrite acme/devices/#` per user: readwrite, since devices
+also subscribe to their commands); give each device credentials that reach only its tenant's prefix.
 
 Delivery: the server's session is persistent (MQTT 5, clean start off, session expiry
 `SESSION_EXPIRY_S`, client id `mqtt_client_id`), it subscribes at QoS 1 and acknowledges a
@@ -66,7 +66,7 @@ from server.domain.errors import DomainError, InvalidInput, NotFound, Unavailabl
 from server.domain.namespace import DeviceStatus
 from server.ingest.adapter import Adapter, Backoff, IngestContext
 from server.ingest.payloads import DecodeError, decode_telemetry
-from server.ingest.pipeline import DeviceValues, _reason
+from server.ingest.pipeline import DeviceValues, refusal_reason
 from server.ingest.sparkplug import (
     NAMESPACE,
     MessageType,
@@ -82,7 +82,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "mqtt"
 SPARKPLUG_SOURCE = "sparkplug"
-RECEIVE_MAXIMUM = 1000
+RECEIVE_MAXIMUM = 10000
 """Unacknowledged QoS 1 messages the broker may send ahead (MQTT 5 Receive Maximum)."""
 SESSION_EXPIRY_S = 7 * 86_400
 """How long the broker keeps the server's session (and queues its messages) while it is away."""
@@ -225,12 +225,8 @@ class _Rejects:
 
     async def refused(self, work: _Work, exc: DomainError) -> None:
         """The pipeline refused a message (it has counted it already): dead-letter it."""
-        reason = _reason(exc)
-        if self._allow(work.source, work.tenant_id, reason):
-            detail = f"{exc.field}: {exc.detail}" if exc.field else exc.detail
-            await self.ctx.dead_letter(
-                work.source, work.tenant_id, work.topic, reason, detail, work.payload, count=False
-            )
+        if self._allow(work.source, work.tenant_id, refusal_reason(exc)):
+            await self.ctx.refused(work.source, work.tenant_id, work.topic, exc, work.payload)
 
     def bind(self, source: str) -> Reject:
         def reject(
@@ -576,7 +572,7 @@ class MqttAdapter:
                     raise
                 stats.received -= n  # the pipeline counted the merged call; the retries count again
                 if isinstance(exc, InvalidInput | NotFound):
-                    reason = _reason(exc)
+                    reason = refusal_reason(exc)
                     stats.rejected[reason] -= n
                     if stats.rejected[reason] <= 0:
                         del stats.rejected[reason]

@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 
 KIND = "opcua"
 LOG_EVERY_S = 300.0
+RESYNC_S = 60.0
+"""Connections are also reloaded this often, so a deactivated tenant stops within it."""
 """A recurring problem of one connection (unreachable server, refused values) is logged this often."""
 
 
@@ -403,14 +405,16 @@ class OpcUaClientAdapter:
         self._task = asyncio.create_task(self._reconcile_loop(), name="opcua client reconcile")
 
     def _on_message(self, message: Message) -> None:
-        is_ours = isinstance(message, Event) and message.kind == "connections" and message.data.get("kind") == KIND
-        if is_ours and self._wake is not None:
+        if not isinstance(message, Event) or message.kind != "connections" or self._wake is None:
+            return
+        if message.data.get("connection_kind") == KIND:
             self._wake.set()
 
     async def _reconcile_loop(self) -> None:
         assert self._wake is not None
         while True:
-            await self._wake.wait()
+            with suppress(TimeoutError):  # a periodic pass too: tenants deactivated meanwhile
+                await asyncio.wait_for(self._wake.wait(), RESYNC_S)
             self._wake.clear()
             try:
                 await self.reconcile()
@@ -422,7 +426,16 @@ class OpcUaClientAdapter:
                 self._wake.set()
 
     async def reconcile(self) -> None:
-        wanted = {c.id: c for c in await self.ctx.connections.enabled_everywhere(KIND)}
+        wanted: dict[int, Connection] = {}
+        active: dict[int, bool] = {}
+        for c in await self.ctx.connections.enabled_everywhere(KIND):
+            if c.tenant_id not in active:
+                try:
+                    active[c.tenant_id] = (await self.ctx.tenants.get(c.tenant_id)).is_active
+                except DomainError:
+                    active[c.tenant_id] = False
+            if active[c.tenant_id]:  # a deactivated tenant's field connections stop with it
+                wanted[c.id] = c
         for cid, link in list(self.links.items()):
             conn = wanted.get(cid)
             if conn is None or conn.config != link.connection.config or conn.tenant_id != link.connection.tenant_id:
@@ -436,7 +449,7 @@ class OpcUaClientAdapter:
             try:
                 config = ConnectionConfig.model_validate(conn.config)
             except ValidationError as exc:  # stored before a schema change: say so, don't run it
-                self.ctx.stats(KIND, conn.tenant_id).rejected["bad_config"] += 1
+                self.ctx.stats(KIND, conn.tenant_id).rejected["invalid_config"] += 1
                 log.error("opcua: connection %r of tenant %d is invalid: %s", conn.name, conn.tenant_id, exc)
                 continue
             link = ConnectionLink(self.ctx, conn, config)
@@ -690,9 +703,7 @@ class ConnectionLink:
 
     async def _refused(self, exc: DomainError, items: list[DeviceValues]) -> None:
         payload = json.dumps([{"device": i.device, "ts": i.ts, "values": i.values} for i in items]).encode()
-        await self.ctx.dead_letter(
-            KIND, self.tenant_id, self.label, exc.field or "refused", exc.detail, payload, count=False
-        )
+        await self.ctx.refused(KIND, self.tenant_id, self.label, exc, payload)
 
     async def _mark_bad(self, handles: list[int]) -> None:
         """One Bad sample per tag when it turns Bad, carrying its last good value."""

@@ -141,7 +141,7 @@ class IngestPipeline:
         try:
             result = await self._ingest(tenant_id, items, wait)
         except (InvalidInput, NotFound) as exc:
-            stats.rejected[_reason(exc)] += sum(len(i.values) for i in items)
+            stats.rejected[refusal_reason(exc)] += sum(len(i.values) for i in items)
             raise
         stats.accepted += result.accepted
         return result
@@ -215,7 +215,8 @@ class IngestPipeline:
         self._subscription.close()
 
 
-def _reason(exc: DomainError) -> str:
+def refusal_reason(exc: DomainError) -> str:
+    """The counter name of a refusal, also the dead letter's reason: the same word everywhere."""
     name = exc.field or ""
     if name.endswith(".ts"):
         return "bad_timestamp"

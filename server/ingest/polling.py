@@ -246,10 +246,7 @@ class Poller:
                 state.prepared = False
             if self._log(state, "values refused: %s", exc.detail):
                 payload = json.dumps([{"device": i.device, "ts": i.ts, "values": i.values} for i in items]).encode()
-                await self.ctx.dead_letter(
-                    source.kind, source.tenant_id, source.label, exc.field or "refused", exc.detail, payload,
-                    count=False,
-                )  # fmt: skip
+                await self.ctx.refused(source.kind, source.tenant_id, source.label, exc, payload)
             return False
         except Exception as exc:  # the historian failed: counted by the writer, logged here
             self.ctx.stats(source.kind, source.tenant_id).rejected["store_failed"] += 1

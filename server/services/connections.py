@@ -41,7 +41,9 @@ class ConnectionService:
             raise InvalidInput(f"config.{where}: {err['msg']}", field=f"config.{where}") from None
 
     def _announce(self, conn: Connection, action: str) -> None:
-        self.bus.publish(Event(conn.tenant_id, "connections", {"id": conn.id, "kind": conn.kind, "action": action}))
+        self.bus.publish(
+            Event(conn.tenant_id, "connections", {"id": conn.id, "connection_kind": conn.kind, "action": action})
+        )
 
     async def all(self, who: Principal, kind: str | None) -> list[Connection]:
         who.require(Permission.NAMESPACE_READ)

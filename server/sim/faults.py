@@ -9,12 +9,15 @@ stops; its tank drains until it restarts at the end).
 
 The ground truth is JSON lines, one object per fault when it starts (the planned `end`
 included); if the run stops during a fault, a second line with the same `id`, the actual
-`end` and `"truncated": true` follows. Readers keep the last line per id.
+`end` and `"truncated": true` follows. Runs append to the same file, and ids start at 1 in
+each run: a line's `run` (the run's start time and process id) tells the runs apart, and readers
+keep the last line per (run, id).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from dataclasses import dataclass, replace
@@ -142,6 +145,7 @@ class GroundTruth:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.run = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
         self._file: IO[str] | None = None
 
     def _write(self, record: dict[str, Any]) -> None:
@@ -152,11 +156,11 @@ class GroundTruth:
         self._file.flush()
 
     def started(self, fault: Fault, t0: float, device_path: str, tags: list[str]) -> None:
-        self._write(_record(fault, t0, device_path, tags))
+        self._write(_record(fault, t0, device_path, tags) | {"run": self.run})
 
     def truncated(self, fault: Fault, t0: float, device_path: str, tags: list[str], stopped_at: float) -> None:
         cut = replace(fault, duration=max(0.0, stopped_at - t0 - fault.start))
-        self._write(_record(cut, t0, device_path, tags) | {"truncated": True})
+        self._write(_record(cut, t0, device_path, tags) | {"run": self.run, "truncated": True})
 
     def close(self) -> None:
         if self._file is not None:
@@ -178,10 +182,10 @@ def _iso(ts: float) -> str:
 
 
 def read_ground_truth(path: Path) -> list[dict[str, Any]]:
-    """The faults of a ground-truth file, the last line of each id winning (truncations)."""
-    latest: dict[int, dict[str, Any]] = {}
+    """The faults of a ground-truth file in start order, the last line of each (run, id) winning."""
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             record = json.loads(line)
-            latest[int(record["id"])] = record
-    return [latest[k] for k in sorted(latest)]
+            latest[(str(record.get("run", "")), int(record["id"]))] = record
+    return sorted(latest.values(), key=lambda r: (r["start"], r.get("run", ""), r["id"]))

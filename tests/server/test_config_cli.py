@@ -48,6 +48,7 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("[server]\nhttp_port = 70000\n", "'http_port'"),
         ("[server]\nhttp_prot = 8080\n", "'http_prot'"),
         ("[server\n", "not valid TOML"),
+        ('[server]\nopcua_security = "None,Basic128"\n', "Basic128: expected"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, content: str, message: str) -> None:

@@ -171,6 +171,20 @@ async def test_ground_truth_records_every_fault_with_its_times(tmp_path: Path) -
     assert len({f["id"] for f in faults}) == len(faults)
 
 
+async def test_runs_appending_to_one_ground_truth_file_stay_apart(tmp_path: Path) -> None:
+    """Ids restart in every run; a second run into the same file must not overwrite the first's faults."""
+    path = tmp_path / "truth.jsonl"
+    for day in (0, 1):
+        plant = Plant(seed=1, pumps=1, faults=[parse_fault("spike:Pump1/Flow@2+1:50")])
+        clock = iter(MIDNIGHT + day * 86_400 + k for k in range(100))
+        truth = GroundTruth(path)
+        truth.run += f"-{day}"  # two runs within one second of one process
+        await Simulation(plant, ground_truth=truth, period=0.001, count=5, clock=lambda c=clock: next(c)).run()
+    faults = read_ground_truth(path)
+    assert [f["start"] for f in faults] == [MIDNIGHT + 2, MIDNIGHT + 86_400 + 2]
+    assert faults[0]["id"] == faults[1]["id"] and faults[0]["run"] != faults[1]["run"]
+
+
 # -- Sparkplug codec -----------------------------------------------------------------------
 
 
