@@ -176,7 +176,7 @@ async def _register_modbus(args: argparse.Namespace, plant: Plant, platform: Pla
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("asyncua", "aiocoap", "aio_pika", "aiormq"):
+    for noisy in ("asyncua", "aiocoap", "aio_pika", "aiormq", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from urllib.parse import quote
 
 import pytest
 
+from server.domain.namespace import Node
 from tests.support import LiveServer, TenantHandle
 
 
@@ -136,3 +138,20 @@ def test_openapi_is_served(live: LiveServer) -> None:
     spec = httpx.get(live.base + "/openapi.json").json()
     assert "/api/v1/telemetry" in spec["paths"] and "/api/v1/history" in spec["paths"]
     assert httpx.get(live.base + "/docs").status_code == 200
+
+
+def test_devices_set_up_at_once_share_their_new_folders(live: LiveServer, tenant: TenantHandle) -> None:
+    """Adapters create devices concurrently (one Modbus source per device): a folder both need
+    is created once and neither fails on the race between the check and the insert."""
+    srv = live.server
+    assert srv is not None
+    tenant_id = int(live.call(srv.admin.tenants.by_name(tenant.name)).id)
+
+    async def both() -> list[Node]:
+        paths = [f"Race/Line{k % 2}/Dev{k}" for k in range(8)]
+        return list(await asyncio.gather(*(srv.namespace.ensure_device(tenant_id, p, [], actor="test") for p in paths)))
+
+    devices = live.call(both())
+    assert sorted(d.path for d in devices) == sorted(f"Race/Line{k % 2}/Dev{k}" for k in range(8))
+    folders = tenant.users["viewer"].get("/api/v1/nodes", params={"parent": "Race"}).json()
+    assert [f["browse_name"] for f in folders] == ["Line0", "Line1"]

@@ -139,6 +139,13 @@ class NodeRepository:
         if spec.node_class is not NodeClass.TAG and (spec.data_type or spec.unit):
             raise InvalidInput("only tags have a data type and a unit", field="data_type")
         path = join_path(parent_node.path if parent_node else None, name)
+        try:
+            node_id = await self._insert(tenant_id, parent_node, spec, name, path)
+        except sa.exc.IntegrityError:  # created by a concurrent request between the check and the insert
+            raise Conflict(f"{path!r} already exists", field="browse_name") from None
+        return await self.get(tenant_id, node_id)
+
+    async def _insert(self, tenant_id: int, parent_node: Node | None, spec: NodeSpec, name: str, path: str) -> str:
         async with self.db.begin() as conn:
             if await conn.scalar(sa.select(nodes.c.id).where(nodes.c.tenant_id == tenant_id, nodes.c.path == path)):
                 raise Conflict(f"{path!r} already exists", field="browse_name")
@@ -167,7 +174,7 @@ class NodeRepository:
                     status=DeviceStatus.UNKNOWN.value if spec.node_class is NodeClass.DEVICE else None,
                 )
             )
-        return await self.get(tenant_id, node_id)
+        return node_id
 
     async def create_tags(self, tenant_id: int, device: Node, names: list[str]) -> list[Node]:
         """Create several tags under a device at once (ingestion of a device's new tags)."""
