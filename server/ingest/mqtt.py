@@ -30,7 +30,9 @@ The broker keeps a session's messages while the server is away up to its own lim
 
 Throughput: messages are taken from the connection in batches (whatever has arrived, up to
 `MAX_BATCH`), decoded in order, and each tenant's values of a batch go to the pipeline in one
-call; up to `MAX_IN_FLIGHT` batches are being committed while the next ones are decoded.
+call; up to `MAX_IN_FLIGHT` messages are being committed while the next ones are decoded, so
+a batch reaches the live stream (published before the commit) without waiting for the commits
+of the batches before it.
 MQTT 5's Receive Maximum (`RECEIVE_MAXIMUM`) lets the broker send that many messages ahead of
 their acknowledgements (MQTT 3.1.1 would be limited to mosquitto's `max_inflight_messages`, 20).
 If a merged call is refused (an unknown device in one message), the batch's messages of that
@@ -87,7 +89,8 @@ RECEIVE_MAXIMUM = 10000
 SESSION_EXPIRY_S = 7 * 86_400
 """How long the broker keeps the server's session (and queues its messages) while it is away."""
 MAX_BATCH = 500
-MAX_IN_FLIGHT = 4
+MAX_IN_FLIGHT = RECEIVE_MAXIMUM
+"""Messages decoded and handed to the pipeline but not yet committed (bounds QoS 0 as well)."""
 MAX_QUEUED_INCOMING = 20_000
 """QoS 0 messages aren't bounded by Receive Maximum; beyond this aiomqtt drops them (logged)."""
 TENANT_TTL_S = 5.0
@@ -270,7 +273,9 @@ class MqttAdapter:
         self._born_ms = 0
         self._inbox: asyncio.Queue[aiomqtt.Message] | None = None
         self._broken: BaseException | None = None
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._in_flight = 0
+        self._room = asyncio.Event()
+        self._room.set()
         self._tail: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
@@ -419,11 +424,14 @@ class MqttAdapter:
                 batch = [first.result()]  # raises MqttError when the connection dropped
                 while len(batch) < MAX_BATCH and not inbox.empty():
                     batch.append(inbox.get_nowait())
-                await self._slots.acquire()
+                while self._in_flight >= MAX_IN_FLIGHT:
+                    self._room.clear()
+                    await self._room.wait()
+                self._in_flight += len(batch)
                 try:
                     works = await self._prepare(client, batch)
                 except BaseException:
-                    self._slots.release()
+                    self._release(len(batch))
                     raise
                 self._tail = asyncio.create_task(self._store(works, self._tail))
                 if self._interrupt.is_set():
@@ -543,7 +551,7 @@ class MqttAdapter:
                         log.error("mqtt: storing a batch failed", exc_info=result)
                     self._break(result)
         finally:
-            self._slots.release()
+            self._release(len(works))
         if before is not None:
             await asyncio.gather(before, return_exceptions=True)  # acknowledgements go out in order
         if failed:
@@ -551,6 +559,10 @@ class MqttAdapter:
         for w in works:
             if w.qos > 0:
                 w.client._client.ack(w.mid, w.qos)
+
+    def _release(self, messages: int) -> None:
+        self._in_flight -= messages
+        self._room.set()
 
     def _break(self, exc: BaseException) -> None:
         if self._broken is None:
