@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     log_level: str = "info"
+    event_loop: str = Field(
+        "asyncio", description="uvloop: ~20% less CPU per MQTT message; needs coap_port = 0 (see docs/ingest.md)"
+    )
     redis_url: str = Field("", description="empty: in-process bus and cache")
     mqtt_url: str = Field("", description="empty: MQTT ingestion off; e.g. mqtt://127.0.0.1:1883 or mqtts://host:8883")
     mqtt_username: str = ""
@@ -79,6 +82,13 @@ class Settings(BaseSettings):
             raise ValueError("must be one of debug, info, warning, error")
         return value
 
+    @field_validator("event_loop")
+    @classmethod
+    def _loop(cls, value: str) -> str:
+        if value not in ("asyncio", "uvloop"):
+            raise ValueError("must be asyncio or uvloop")
+        return value
+
     @field_validator("opcua_security")
     @classmethod
     def _security(cls, value: str) -> str:
@@ -93,6 +103,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         self.data_dir = self.data_dir.expanduser()
+        if self.event_loop == "uvloop" and self.coap_port:
+            # aiocoap's udp6 transport on uvloop stops answering after an observer goes away
+            # (tests/server/test_ingest_coap.py fails on it): not a state to find in a plant.
+            raise ValueError("event_loop = 'uvloop' needs coap_port = 0: CoAP is not reliable on uvloop")
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'iiot.db').as_posix()}"
         return self
@@ -134,8 +148,10 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         return Settings(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"]) or "?"
+        key = ".".join(str(p) for p in err["loc"])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        if not key:  # a rule across keys
+            raise ConfigError(f"configuration ({where}): {msg.removeprefix('Value error, ')}") from None
         raise ConfigError(f"configuration key {key!r} ({where} or IIOT_{key.upper()}): {msg}") from None
 
 

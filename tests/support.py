@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from websockets.sync.client import ClientConnection, connect
 
-from server.app import Server
+from server.app import Server, loop_factory
 from server.config import Settings, load_settings
 from server.storage.database import Database
 
@@ -125,8 +125,9 @@ class LiveServer:
             await self.server.admin.create_tenant(None, "system", "System", "root", SYSTEM_PASSWORD)
             await self.server.serve(install_signal_handlers=False, access_log=False)
 
-        try:
-            asyncio.run(main())
+        try:  # on the loop `iiot-server run` uses (uvloop where installed)
+            with asyncio.Runner(loop_factory=loop_factory(self.settings.event_loop)) as runner:
+                runner.run(main())
         except BaseException as exc:  # reported by start()
             self._error = exc
 

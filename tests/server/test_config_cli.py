@@ -49,6 +49,7 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("[server]\nhttp_prot = 8080\n", "'http_prot'"),
         ("[server\n", "not valid TOML"),
         ('[server]\nopcua_security = "None,Basic128"\n', "Basic128: expected"),
+        ('[server]\nevent_loop = "uvloop"\n', "needs coap_port = 0"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, content: str, message: str) -> None:
