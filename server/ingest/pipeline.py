@@ -6,11 +6,13 @@ client that gets a 4xx can fix the payload and resend it whole without duplicate
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from server.bus import Bus, Event, Message, ValueBatch
 from server.domain.errors import DomainError, InvalidInput, NotFound
@@ -87,6 +89,10 @@ class IngestPipeline:
         self.stats: dict[tuple[int | None, str], AdapterStats] = {}
         """Per tenant and adapter; tenant None holds what could not be attributed (bad topics...)."""
         self._devices: dict[tuple[int, str], _Device] = {}
+        self._loading: dict[tuple[int, str], asyncio.Future[_Device]] = {}
+        """Lookups under way: concurrent messages of an uncached device wait for one query, so a
+        burst after start-up or a namespace change doesn't become a burst of identical queries."""
+        self._generation: dict[int, int] = {}
         self._subscription = bus.subscribe(None, self._on_message)
 
     def adapter(self, source: str, tenant_id: int | None = None) -> AdapterStats:
@@ -111,26 +117,50 @@ class IngestPipeline:
             self.invalidate(message.tenant_id)
 
     def invalidate(self, tenant_id: int) -> None:
+        self._generation[tenant_id] = self._generation.get(tenant_id, 0) + 1
         for key in [k for k in self._devices if k[0] == tenant_id]:
             del self._devices[key]
+        for key in [k for k in self._loading if k[0] == tenant_id]:
+            del self._loading[key]  # those waiting get the old answer; the next message asks again
 
     async def _device(self, tenant_id: int, ref: str, index: int) -> _Device:
-        cached = self._devices.get((tenant_id, ref))
+        key = (tenant_id, ref)
+        cached = self._devices.get(key)
         if cached is not None:
             return cached
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_device(tenant_id, ref, self._generation.get(tenant_id, 0)))
+            self._loading[key] = loading
+            loading.add_done_callback(partial(self._loaded, key))
+        try:
+            return await asyncio.shield(loading)
+        except NotFound:
+            raise NotFound(f"device {ref!r} not found", field=f"[{index}].device") from None
+        except InvalidInput as exc:
+            raise InvalidInput(exc.detail, field=f"[{index}].device") from None
+
+    def _loaded(self, key: tuple[int, str], done: asyncio.Future[_Device]) -> None:
+        if self._loading.get(key) is done:
+            del self._loading[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here: a waiter that was cancelled must not leave it unread
+
+    async def _load_device(self, tenant_id: int, ref: str, generation: int) -> _Device:
         try:
             node = await self.nodes.get(tenant_id, ref)
         except (NotFound, InvalidInput):
-            raise NotFound(f"device {ref!r} not found", field=f"[{index}].device") from None
+            raise NotFound(f"device {ref!r} not found") from None
         if node.node_class is not NodeClass.DEVICE:
-            raise InvalidInput(f"{ref!r} is a {node.node_class.value}, not a device", field=f"[{index}].device")
+            raise InvalidInput(f"{ref!r} is a {node.node_class.value}, not a device")
         tags = {
             n.browse_name: n
             for n in await self.nodes.children(tenant_id, node.node_id)
             if n.node_class is NodeClass.TAG
         }
         entry = _Device(node, tags)
-        self._devices[(tenant_id, ref)] = self._devices[(tenant_id, node.node_id)] = entry
+        if self._generation.get(tenant_id, 0) == generation:  # not changed while we asked
+            self._devices[(tenant_id, ref)] = self._devices[(tenant_id, node.node_id)] = entry
         return entry
 
     async def ingest(
