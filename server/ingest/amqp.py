@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+from functools import partial
 from typing import Any
 
 import aio_pika
@@ -45,6 +45,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 
 from server.domain.errors import DomainError, InvalidInput, NotFound
 from server.ingest.adapter import Adapter, Backoff, IngestContext
+from server.ingest.lookup_cache import LookupCache
 from server.ingest.payloads import DecodeError, decode_telemetry
 from server.storage.repositories.tenants import Tenant
 
@@ -85,7 +86,7 @@ class AmqpAdapter:
         self._consumer_tag: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
-        self._tenants: dict[str, tuple[float, Tenant | None]] = {}
+        self._tenants: LookupCache[str, Tenant | None] = LookupCache(TENANT_CACHE_S)
         self.ready = asyncio.Event()
         """Set once the queue is consumed (tests and health checks wait on it)."""
 
@@ -160,15 +161,7 @@ class AmqpAdapter:
         log.warning("amqp: reconnected to the broker; consuming %s again", self.queue_name)
 
     async def _tenant(self, name: str) -> Tenant | None:
-        now = time.monotonic()
-        hit = self._tenants.get(name)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        tenant = await self.ctx.tenant(name)
-        if len(self._tenants) > 10_000:  # routing keys are chosen by publishers: keep this bounded
-            self._tenants.clear()
-        self._tenants[name] = (now + TENANT_CACHE_S, tenant)
-        return tenant
+        return await self._tenants.get(name, partial(self.ctx.tenant, name))
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         """Runs as its own task per delivery (aio-pika), up to `prefetch` at once."""
@@ -182,8 +175,8 @@ class AmqpAdapter:
                 log.exception("amqp: redelivered message %s failed again; dead-lettered", message.delivery_tag)
                 key = message.routing_key or ""
                 parts = key.split(".", 2)
-                hit = self._tenants.get(parts[1]) if len(parts) > 1 else None
-                owner = hit[1].id if hit is not None and hit[1] is not None else None  # the tenant sees it too
+                known = self._tenants.peek(parts[1]) if len(parts) > 1 else None
+                owner = known.id if known is not None else None  # the tenant sees it too
                 origin = f"{self.exchange_name}:{key}"
                 await self.ctx.dead_letter(SOURCE, owner, origin, "internal_error", repr(exc), message.body)
                 await self._settle(message, requeue=False)

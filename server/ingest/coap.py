@@ -40,8 +40,8 @@ import contextlib
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import aiocoap  # type: ignore[import-untyped, unused-ignore]
@@ -67,6 +67,7 @@ from server.domain.permissions import Permission
 from server.domain.principal import Principal
 from server.domain.quality import Quality
 from server.ingest.adapter import Adapter, Backoff, IngestContext
+from server.ingest.lookup_cache import LookupCache
 from server.ingest.payloads import DecodeError, decode_telemetry
 from server.services.auth import PRINCIPAL_CACHE_S, AuthService
 
@@ -151,22 +152,13 @@ class _KeyCache:
     database round trips per request; keys are held as digests, not in clear."""
 
     def __init__(self, auth: AuthService, ttl_s: float = PRINCIPAL_CACHE_S, max_entries: int = 10_000) -> None:
-        self.auth, self.ttl_s, self.max_entries = auth, ttl_s, max_entries
-        self._entries: dict[bytes, tuple[float, Principal]] = {}
+        self.auth = auth
+        self._cache: LookupCache[bytes, Principal] = LookupCache(ttl_s, max_entries)
 
     async def principal(self, key: str) -> Principal:
+        """A refused key raises and is not kept: it costs a lookup each time, as it should."""
         digest = hashlib.sha256(key.encode()).digest()
-        now = time.monotonic()
-        hit = self._entries.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        principal = await self.auth.principal_for_api_key(key)
-        if len(self._entries) >= self.max_entries:
-            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-        self._entries[digest] = (now + self.ttl_s, principal)
-        return principal
+        return await self._cache.get(digest, partial(self.auth.principal_for_api_key, key))
 
 
 class _TooLarge(Exception):

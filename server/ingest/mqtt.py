@@ -54,6 +54,7 @@ import ssl
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -67,6 +68,7 @@ from server.config import ConfigError
 from server.domain.errors import DomainError, InvalidInput, NotFound, Unavailable
 from server.domain.namespace import DeviceStatus
 from server.ingest.adapter import Adapter, Backoff, IngestContext
+from server.ingest.lookup_cache import LookupCache
 from server.ingest.payloads import DecodeError, decode_telemetry
 from server.ingest.pipeline import DeviceValues, refusal_reason
 from server.ingest.sparkplug import (
@@ -171,22 +173,18 @@ class _Tenants:
     """Topic tenant name -> active tenant id, cached briefly (a flood must not query per message)."""
 
     def __init__(self, ctx: IngestContext, ttl: float = TENANT_TTL_S) -> None:
-        self.ctx, self.ttl = ctx, ttl
-        self._cache: dict[str, tuple[float, int | None]] = {}
+        self.ctx = ctx
+        self._cache: LookupCache[str, int | None] = LookupCache(ttl)
 
     async def id(self, name: str) -> int | None:
-        now = time.monotonic()
-        hit = self._cache.get(name)
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
+        return await self._cache.get(name, partial(self._lookup, name))
+
+    async def _lookup(self, name: str) -> int | None:
         try:
             check_tenant_name(name)
         except InvalidInput:
             return None
         tenant = await self.ctx.tenant(name)
-        if len(self._cache) >= 10_000:
-            self._cache.clear()
-        self._cache[name] = (now, tenant.id if tenant else None)
         return tenant.id if tenant else None
 
 
