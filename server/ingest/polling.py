@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +32,11 @@ from server.ingest.adapter import IngestContext
 from server.ingest.pipeline import DeviceValues
 
 log = logging.getLogger(__name__)
+
+MAX_PENDING_COMMITS = 4
+"""Polls of one source whose values may wait for their commit at once; more wait in the poll."""
+COMMIT_WAIT_S = 10.0
+"""How long removing a source waits for its pending commits."""
 
 
 class PollError(Exception):
@@ -103,6 +108,8 @@ class _State:
     overruns: int = 0
     logged_at: float = -math.inf
     suppressed: int = 0
+    commits: set[asyncio.Task[None]] = field(default_factory=set)
+    """Polls whose values wait for the historian's commit, off the poll schedule."""
 
 
 class Poller:
@@ -137,13 +144,16 @@ class Poller:
         if state is None:
             return
         if state.task is not None:
-            state.task.cancel()
-            try:
-                await state.task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # the loop never raises; this would be a bug worth a trace
-                log.exception("%s %s: poll loop ended with an error", state.source.kind, state.source.label)
+            # Cancel until it has ended: a cancellation that lands as the device answers can be
+            # absorbed by the library, and awaiting once would then wait for ever.
+            while not state.task.done():
+                state.task.cancel()
+                await asyncio.wait({state.task}, timeout=1.0)
+            if not state.task.cancelled() and state.task.exception() is not None:
+                log.error("%s %s: poll loop ended with an error", state.source.kind, state.source.label,
+                          exc_info=state.task.exception())  # fmt: skip
+        if state.commits:  # what was polled is stored (or its failure counted) before the source goes
+            await asyncio.wait(set(state.commits), timeout=COMMIT_WAIT_S)
         try:
             await state.source.close()
         except Exception:
@@ -178,14 +188,16 @@ class Poller:
         stats = self.ctx.stats(source.kind, source.tenant_id)
         if not state.prepared:
             try:
-                await asyncio.wait_for(source.prepare(), max(source.timeout_s, 10.0))
+                async with asyncio.timeout(max(source.timeout_s, 10.0)):  # unlike wait_for, never eats a cancel
+                    await source.prepare()
             except Exception as exc:
                 stats.rejected["device_setup"] += 1
                 self._log(state, "cannot set up device %s: %s", source.device, describe(exc)[1])
                 return
             state.prepared = True
         try:
-            reading = await asyncio.wait_for(source.poll(), source.timeout_s)
+            async with asyncio.timeout(source.timeout_s):
+                reading = await source.poll()
         except Exception as exc:
             await self._failed(state, *describe(exc))
             return
@@ -217,8 +229,9 @@ class Poller:
             items.append(DeviceValues(source.device, {n: state.last.get(n, 0.0) for n in turned_bad}, ts, Quality.BAD))
             details = "; ".join(f"{n}: {why}" for n, why in sorted(turned_bad.items()))
             self._log(state, "tag(s) now Bad quality: %s", details, force=True)
-        if items and await self._ingest(state, items):
-            state.bad.update(turned_bad)
+        if items:
+            state.bad.update(turned_bad)  # written once; handed back if the commit fails
+            await self._store(state, items, turned_bad)
 
     async def _failed(self, state: _State, reason: str, detail: str) -> None:
         source = state.source
@@ -228,13 +241,26 @@ class Poller:
         fresh = [name for name in source.tags if name not in state.bad]
         if fresh:
             bad = DeviceValues(source.device, {n: state.last.get(n, 0.0) for n in fresh}, time.time(), Quality.BAD)
-            if await self._ingest(state, [bad]):
-                state.bad.update(fresh)
+            state.bad.update(fresh)
+            await self._store(state, [bad], fresh)
         if state.failures >= source.offline_after and state.online is not False:
             ok = await self._set_status(state, DeviceStatus.OFFLINE)
             if ok:
                 state.online = False
                 log.warning("%s %s: device %s marked offline", source.kind, source.label, source.device)
+
+    async def _store(self, state: _State, items: list[DeviceValues], marked_bad: Iterable[str]) -> None:
+        """Hand a poll's values over; the commit is awaited in a task of its own, so a slow
+        commit (SQLite under load) doesn't make the schedule skip polls. A few may be pending."""
+        while len(state.commits) >= MAX_PENDING_COMMITS:
+            await asyncio.wait(set(state.commits), return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(self._commit(state, items, set(marked_bad)))
+        state.commits.add(task)
+        task.add_done_callback(state.commits.discard)
+
+    async def _commit(self, state: _State, items: list[DeviceValues], marked_bad: set[str]) -> None:
+        if not await self._ingest(state, items):
+            state.bad.difference_update(marked_bad)  # not stored: written again at the next poll
 
     async def _ingest(self, state: _State, items: list[DeviceValues]) -> bool:
         """One pipeline call per poll; a refusal is dead-lettered (rate-limited), never raised."""

@@ -24,6 +24,7 @@ from pymodbus.simulator.simutils import SimUtils
 
 from server.ingest.adapter import IngestContext
 from server.ingest.modbus import ConnectionConfig, ModbusAdapter, Register, plan_reads
+from server.ingest.pipeline import AdapterStats
 from server.ingest.polling import Poller, Reading
 from tests.support import LiveServer, TenantHandle, free_port
 
@@ -537,3 +538,50 @@ def test_the_poller_keeps_its_grid_never_overlaps_and_survives_anything(
     assert status(tenant, "Plant1/Scripted") == "online"  # recovered
     live.call(poller.stop())
     assert source.closed
+
+
+async def test_removing_a_source_as_its_device_answers_stops_it() -> None:
+    """A cancel that lands in the loop turn the answer arrives in was absorbed by wait_for on
+    Python 3.11: remove() then waited for ever while the source went on polling."""
+
+    class Answering:
+        kind, label, tenant_id, device, tags = "modbus", "race", 1, "Plant1/D", ["a"]
+        interval_s, timeout_s, offline_after = 0.05, 1.0, 3
+
+        def __init__(self) -> None:
+            self.answer: asyncio.Future[Reading] | None = None
+            self.polls = 0
+            self.closed = False
+
+        async def prepare(self) -> None:
+            return None
+
+        async def poll(self) -> Reading:
+            self.polls += 1
+            self.answer = asyncio.get_running_loop().create_future()
+            return await self.answer
+
+        async def close(self) -> None:
+            self.closed = True
+
+    class Quiet:  # stands in for the pipeline and the namespace: nothing is stored here
+        async def ingest(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+        async def set_device_status(self, *args: Any) -> None:
+            return None
+
+    counters = AdapterStats()
+    fake = type("Ctx", (), {"stats": lambda *_: counters, "pipeline": Quiet(), "namespace": Quiet()})()
+    poller = Poller(fake)  # type: ignore[arg-type]
+    source = Answering()
+    poller.add("race", source)  # type: ignore[arg-type]
+    while source.answer is None:
+        await asyncio.sleep(0.01)
+    source.answer.set_result(Reading({"a": 1.0}))  # the device answers ...
+    remove = asyncio.create_task(poller.remove("race"))  # ... as the connection is disabled
+    done, _ = await asyncio.wait({remove}, timeout=3.0)
+    assert done, "remove() hung"
+    polls = source.polls
+    await asyncio.sleep(0.3)
+    assert source.polls == polls and source.closed
