@@ -1,13 +1,15 @@
-"""Run every benchmark of issue #2 in turn; each prints its table and appends it to docs/benchmarks.md.
+"""Run every benchmark in turn; each prints its table and appends it to docs/benchmarks.md.
 
-    python -m bench.run_all                        # all three, both backends (~4-5 min on 2 cores)
+    python -m bench.run_all                        # all of them, both backends (~25 min on 2 cores)
     python -m bench.run_all --backend postgresql   # one backend
     python -m bench.run_all --only trend --trend-args "--days 60"
     python -m bench.run_all --no-doc               # print only
 
 Each benchmark is also a module of its own with size flags (`python -m bench.<module> --help`):
-bench.writer_throughput, bench.trend_read, bench.ingest_latency. Before each timed part a benchmark
-waits (up to 2 min) for other processes to leave the cores idle, and records whether they did.
+bench.writer_throughput, bench.trend_read, bench.ingest_latency (issue #2); bench.ingest_mqtt,
+bench.ingest_amqp, bench.ingest_coap, bench.ingest_opcua, bench.ingest_modbus (issue #3). Before each
+timed part a benchmark waits (up to 2 min) for other processes to leave the cores idle, and records
+whether they did.
 """
 
 from __future__ import annotations
@@ -16,12 +18,26 @@ import argparse
 import shlex
 import time
 
-from bench import ingest_latency, trend_read, writer_throughput
+from bench import (
+    ingest_amqp,
+    ingest_coap,
+    ingest_latency,
+    ingest_modbus,
+    ingest_mqtt,
+    ingest_opcua,
+    trend_read,
+    writer_throughput,
+)
 
 BENCHES = {
     "writer": writer_throughput.main,
     "trend": trend_read.main,
     "latency": ingest_latency.main,
+    "mqtt": ingest_mqtt.main,
+    "amqp": ingest_amqp.main,
+    "coap": ingest_coap.main,
+    "opcua": ingest_opcua.main,
+    "modbus": ingest_modbus.main,
 }
 
 
