@@ -86,15 +86,18 @@ log = logging.getLogger(__name__)
 
 SOURCE = "mqtt"
 SPARKPLUG_SOURCE = "sparkplug"
-RECEIVE_MAXIMUM = 10000
+RECEIVE_MAXIMUM = 1000
 """Unacknowledged QoS 1 messages the broker may send ahead (MQTT 5 Receive Maximum)."""
 SESSION_EXPIRY_S = 7 * 86_400
 """How long the broker keeps the server's session (and queues its messages) while it is away."""
 MAX_BATCH = 500
 MAX_IN_FLIGHT = RECEIVE_MAXIMUM
 """Messages decoded and handed to the pipeline but not yet committed (bounds QoS 0 as well)."""
-MAX_QUEUED_INCOMING = 20_000
-"""QoS 0 messages aren't bounded by Receive Maximum; beyond this aiomqtt drops them (logged)."""
+INBOX_WARN = 20_000
+"""The client's inbox is unbounded: aiomqtt would drop what exceeds a bound, and a dropped QoS 1
+message is never acknowledged, so the session's window fills and delivery stops for good. The
+broker can exceed Receive Maximum (mosquitto 2.0.11 did under a backlog, in the benchmark), so
+this size is only logged; the broker's own queue limit is what bounds it."""
 TENANT_TTL_S = 5.0
 """A tenant's name is looked up again after this long (deactivation takes effect within it)."""
 OUTBOX_SIZE = 10_000
@@ -355,7 +358,7 @@ class MqttAdapter:
             will=will,
             keepalive=30,
             tls_context=self._tls,
-            max_queued_incoming_messages=MAX_QUEUED_INCOMING,
+            max_queued_incoming_messages=0,
             queue_type=self._inbox_type(),
         )
         # aiomqtt 2.5 acknowledges on receipt; paho's manual_ack (set before connecting, so a
@@ -371,6 +374,15 @@ class MqttAdapter:
             def __init__(self, maxsize: int = 0) -> None:
                 super().__init__(maxsize)
                 adapter._inbox = self
+                self.warned = False
+
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                super().put_nowait(item)
+                if self.qsize() >= INBOX_WARN and not self.warned:
+                    self.warned = True
+                    log.warning("mqtt: %d messages wait to be stored (the broker sends faster)", self.qsize())
+                elif self.warned and self.qsize() < INBOX_WARN // 2:
+                    self.warned = False
 
         return Inbox
 
