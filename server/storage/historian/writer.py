@@ -12,7 +12,9 @@ crash `recover()` recomputes exactly those windows from the raw samples.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -52,6 +54,7 @@ class HistorianWriter:
         rollup_interval: float = 5.0,
         coarse_interval: float = 60.0,
         max_pending: int = 500_000,
+        linger: float = 0.05,
     ) -> None:
         self.store = store
         self.batch_size = batch_size
@@ -59,6 +62,10 @@ class HistorianWriter:
         self.rollup_interval = rollup_interval
         self.coarse_interval = max(coarse_interval, rollup_interval)
         self.max_pending = max_pending
+        self.linger = min(linger, flush_interval)
+        """Under load (the last commit just ended) a commit waits this long for more chunks, so
+        back-to-back commits don't shrink to a few hundred samples each; when idle it goes at once."""
+        self._last_flush_end = -math.inf
         self.stats = WriterStats()
         self._queue: list[_Pending] = []
         self._queued = 0
@@ -144,8 +151,14 @@ class HistorianWriter:
                 except TimeoutError:
                     pass
             self._wake.clear()
+            busy = time.monotonic() - self._last_flush_end < self.linger
+            if busy and self._queue and self._queued < self.batch_size and not self._stopping:
+                with contextlib.suppress(TimeoutError):  # a full batch (the wake) still goes at once
+                    await asyncio.wait_for(self._wake.wait(), self.linger)
+                self._wake.clear()
             if self._queue:
                 await self._flush()
+                self._last_flush_end = time.monotonic()
             now = time.monotonic()
             merged = True
             if (self._fast or self._coarse) and (self._stopping or now - self._last_rollup >= self.rollup_interval):
