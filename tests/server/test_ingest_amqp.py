@@ -32,7 +32,7 @@ import pytest
 from yarl import URL
 
 from server.ingest.amqp import AmqpAdapter
-from tests.support import BACKENDS, LiveServer, TenantHandle, database_url, make_settings, unavailable
+from tests.support import BACKENDS, LiveServer, TenantHandle, database_url, make_settings, unavailable, wait_for
 
 AMQP_URL = os.environ.get("IIOT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1/")
 DEVICE = "Plant1/Area1/Pump7"
@@ -155,13 +155,6 @@ def drain(amqp: AmqpServer) -> list[aio_pika.abc.AbstractIncomingMessage]:
     return list(broker(get_all))
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 # -- the core path, on both backends ------------------------------------------------------
 
 
@@ -264,7 +257,7 @@ def test_a_routing_key_reaches_only_its_tenant(amqp: AmqpServer) -> None:
     amqp.publish(f"telemetry.{b.name}.{secret}", json.dumps({"values": {"Level": 1.0}}))
     amqp.publish(f"telemetry.{b.name}", json.dumps({"device": "Plant1/Area1/Secret", "values": {"Level": 1.0}}))
     assert history(b, FLOW, expect=1) == [5.0]
-    wait_until(lambda: stats(b.engineer).get("dead_lettered", 0) == 2, what="b's dead letters")
+    wait_for(lambda: stats(b.engineer).get("dead_lettered", 0) == 2, what="b's dead letters")
     assert history(a, FLOW) == []
     assert stats(a.engineer) == {}
     assert [n["browse_name"] for n in a.engineer.get("/api/v1/nodes", params={"parent": secret}).json()] == []
@@ -321,7 +314,7 @@ def test_a_dropped_connection_recovers_and_loses_nothing_acknowledged(amqp: Amqp
 
     publisher = threading.Thread(target=asyncio.run, args=(publish_all(),))
     publisher.start()
-    wait_until(lambda: len(confirmed) > 50, what="the first messages")
+    wait_for(lambda: len(confirmed) > 50, what="the first messages")
     how = drop_connection(amqp)  # while messages are being published and consumed
     dropped_at = len(confirmed)
     publisher.join(60)
@@ -332,7 +325,7 @@ def test_a_dropped_connection_recovers_and_loses_nothing_acknowledged(amqp: Amqp
     assert set(stored) == {float(i) for i in range(count)}, f"lost after {how}"
     assert len(stored) >= count  # at least once: a commit whose ack was cut off comes again
     print(f"dropped by {how} after {dropped_at} of {count}; stored {len(stored)} samples")
-    wait_until(lambda: stats(system).get("reconnects", 0) > reconnects, what="the reconnect to be counted")
+    wait_for(lambda: stats(system).get("reconnects", 0) > reconnects, what="the reconnect to be counted")
     assert amqp.adapter.connection is not None and not amqp.adapter.connection.is_closed
 
     async def ready(channel: aio_pika.abc.AbstractChannel) -> tuple[int, int]:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,27 +25,11 @@ from server.ingest.adapter import IngestContext
 from server.ingest.modbus import ConnectionConfig, ModbusAdapter, Register, plan_reads
 from server.ingest.pipeline import AdapterStats
 from server.ingest.polling import Poller, Reading
-from tests.support import LiveServer, TenantHandle, free_port
+from tests.support import LiveServer, LoopThread, TenantHandle, free_port, wait_for
 
 CONVERT = AsyncModbusTcpClient.convert_to_registers
 DT = AsyncModbusTcpClient.DATATYPE
 _FC_TABLE = {1: "c", 5: "c", 15: "c", 2: "d", 3: "h", 6: "h", 16: "h", 4: "i"}
-
-
-class LoopThread:
-    """An event loop on its own thread, for peers that must outlive a single call."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Any, timeout: float = 10) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class FieldDevice:
@@ -140,17 +123,6 @@ def device(runner: LoopThread) -> Iterator[FieldDevice]:
     d = FieldDevice(runner).start()
     yield d
     d.stop()
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def adapter(live: LiveServer) -> ModbusAdapter:

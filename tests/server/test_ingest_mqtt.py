@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from server.domain.errors import Unavailable
-from tests.support import BACKENDS, LiveServer, database_url, free_port, make_settings, unavailable
+from tests.support import BACKENDS, LiveServer, database_url, free_port, make_settings, unavailable, wait_for
 
 MQTT_URL = os.environ.get("IIOT_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 DEVICE = "Plant1/Area1/Pump7"
@@ -54,17 +54,6 @@ def broker() -> tuple[str, int]:
     return host, port
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {result!r}")
-        time.sleep(0.05)
-
-
 def start_mqtt_server(tmp: Path, db_url: str, **overrides: Any) -> LiveServer:
     settings = make_settings(
         tmp, db_url, mqtt_url=MQTT_URL, mqtt_client_id=f"iiot-test-{uuid.uuid4().hex[:12]}",
@@ -78,7 +67,7 @@ def start_mqtt_server(tmp: Path, db_url: str, **overrides: Any) -> LiveServer:
 def wait_connected(live: LiveServer, timeout: float = 15) -> None:
     assert live.server is not None
     adapter = next(a for a in live.server.adapters if a.name == "mqtt")
-    wait_until(lambda: adapter.connected.is_set(), timeout, "the MQTT adapter to subscribe")  # type: ignore[attr-defined]
+    wait_for(lambda: adapter.connected.is_set(), timeout, "the MQTT adapter to subscribe")  # type: ignore[attr-defined]
 
 
 def forget_session(url: str, client_id: str) -> None:
@@ -160,12 +149,12 @@ def test_telemetry_single_batch_and_node_id_topic(live: LiveServer) -> None:
     pub(f"{t.name}/devices/{DEVICE}/telemetry", json.dumps(batch).encode())
     # the device addressed by its node id; a tag the device doesn't have yet is created (tenant policy)
     pub(f"{t.name}/devices/ns=2;s={DEVICE}/telemetry", json.dumps({"ts": base + 5, "values": {"Speed": 1450}}).encode())
-    flow = wait_until(lambda: len(history(t.engineer, f"{DEVICE}/Flow")) == 4 and history(t.engineer, f"{DEVICE}/Flow"))
+    flow = wait_for(lambda: len(history(t.engineer, f"{DEVICE}/Flow")) == 4 and history(t.engineer, f"{DEVICE}/Flow"))
     assert [v for _, v, _ in flow] == [1.5, 11.0, 12.0, 13.0]
     assert [round(ts - base, 3) for ts, _, _ in flow] == [0, 1, 2, 3]
     assert [v for _, v, _ in history(t.engineer, f"{DEVICE}/Pressure")] == [21.0, 22.0, 23.0]
-    wait_until(lambda: history(t.engineer, f"{DEVICE}/Speed"), what="the created tag's value")
-    s = wait_until(lambda: stats(t.engineer).get("accepted") == 8 and stats(t.engineer))
+    wait_for(lambda: history(t.engineer, f"{DEVICE}/Speed"), what="the created tag's value")
+    s = wait_for(lambda: stats(t.engineer).get("accepted") == 8 and stats(t.engineer))
     assert s["received"] == 8 and s["rejected"] == {} and s["dead_lettered"] == 0
 
 
@@ -175,7 +164,7 @@ def test_status_and_last_will(live: LiveServer) -> None:
     topic = f"{t.name}/devices/{DEVICE}/status"
     try:
         pub(topic, b"online", retain=True)
-        wait_until(lambda: node(t.engineer, DEVICE)["status"] == "online", what="online")
+        wait_for(lambda: node(t.engineer, DEVICE)["status"] == "online", what="online")
         # a device whose last will is its retained 'offline' status, killed without a clean disconnect
         host, port = broker()
         device = subprocess.Popen(
@@ -191,7 +180,7 @@ def test_status_and_last_will(live: LiveServer) -> None:
         finally:
             device.send_signal(signal.SIGKILL)
             device.wait(5)
-        wait_until(lambda: node(t.engineer, DEVICE)["status"] == "offline", what="the last will")
+        wait_for(lambda: node(t.engineer, DEVICE)["status"] == "offline", what="the last will")
     finally:
         pub(topic, None, retain=True)  # leave no retained message on the shared broker
 
@@ -220,12 +209,12 @@ def test_bad_input_is_counted_dead_lettered_and_the_next_message_still_ingested(
     for topic, payload in bad:
         pub(topic, payload)
     pub(telemetry, json.dumps({"values": {"Flow": 42.0}}).encode())  # and the adapter still works
-    wait_until(lambda: [v for _, v, _ in history(t.engineer, f"{DEVICE}/Flow")] == [42.0], what="the good message")
+    wait_for(lambda: [v for _, v, _ in history(t.engineer, f"{DEVICE}/Flow")] == [42.0], what="the good message")
     expected = {
         "invalid_json": 2, "invalid_value": 1, "invalid_shape": 1, "invalid_timestamp": 1, "too_large": 1,
         "unknown_device": 2, "invalid_status": 1, "invalid_topic": 1,
     }  # fmt: skip
-    s = wait_until(lambda: stats(t.engineer).get("rejected") == expected and stats(t.engineer), what="counters")
+    s = wait_for(lambda: stats(t.engineer).get("rejected") == expected and stats(t.engineer), what="counters")
     assert s["dead_lettered"] == 10 and s["accepted"] == 1
     letters = t.engineer.get("/api/v1/ingest/dead-letters", params={"source": "mqtt"}).json()
     assert sorted(d["reason"] for d in letters) == sorted(r for r, n in expected.items() for _ in range(n))
@@ -252,7 +241,7 @@ def test_a_tenants_topic_writes_only_that_tenant(live: LiveServer) -> None:
     # A's device named on B's topic: B has no such device, and A's stays untouched
     pub(f"{b.name}/devices/Plant1/Area1/OnlyA/telemetry", b'{"values": {"X": 3.0}}')
     pub(f"{b.name}/devices/ns=2;s=Plant1/Area1/OnlyA/telemetry", b'{"values": {"X": 4.0}}')
-    wait_until(lambda: stats(b.engineer).get("rejected", {}).get("unknown_device") == 2, what="B's refusals")
+    wait_for(lambda: stats(b.engineer).get("rejected", {}).get("unknown_device") == 2, what="B's refusals")
     assert [v for _, v, _ in history(a.engineer, f"{DEVICE}/Flow")] == [1.0]
     assert [v for _, v, _ in history(b.engineer, f"{DEVICE}/Flow")] == [2.0]
     assert a.engineer.get("/api/v1/nodes", params={"parent": "Plant1/Area1/OnlyA"}).json() == []
@@ -322,7 +311,7 @@ def test_a_message_whose_storage_failed_is_not_acknowledged_and_comes_again(live
     srv.pipeline.ingest = failing_once  # type: ignore[method-assign]
     try:
         pub(f"{t.name}/devices/{DEVICE}/telemetry", b'{"values": {"Flow": 7.0}}')
-        wait_until(lambda: [v for _, v, _ in history(t.engineer, f"{DEVICE}/Flow")] == [7.0], what="the redelivery")
+        wait_for(lambda: [v for _, v, _ in history(t.engineer, f"{DEVICE}/Flow")] == [7.0], what="the redelivery")
     finally:
         srv.pipeline.ingest = real  # type: ignore[method-assign]
     assert failures == [tenant_id]
@@ -348,7 +337,7 @@ class OwnBroker:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stderr=subprocess.DEVNULL)
-        wait_until(self._listening, 10, "mosquitto to listen")
+        wait_for(self._listening, 10, "mosquitto to listen")
 
     def _listening(self) -> bool:
         try:
@@ -410,15 +399,15 @@ def test_nothing_acknowledged_is_lost_when_the_broker_restarts(tmp_path: Path) -
             t.build_plant()
             publisher = Publisher(own.port, f"{t.name}/devices/{DEVICE}/telemetry", time.time() - 600)
             publisher.start()
-            wait_until(lambda: len(publisher.acked) >= 100, 20, "the first acknowledged messages")
+            wait_for(lambda: len(publisher.acked) >= 100, 20, "the first acknowledged messages")
             own.stop()
             time.sleep(0.5)
             own.start()
-            wait_until(lambda: len(publisher.acked) >= 200, 30, "messages after the restart")
+            wait_for(lambda: len(publisher.acked) >= 200, 30, "messages after the restart")
             publisher.stop_at = publisher.acked[-1] + 50
             assert publisher.done.wait(30)
             acked = set(publisher.acked)
-            wait_until(
+            wait_for(
                 lambda: acked <= {v for _, v, _ in history(t.engineer, f"{DEVICE}/Flow")} or None,
                 15, "every acknowledged message in the historian",
             )  # fmt: skip
@@ -519,7 +508,7 @@ def test_tls_credentials_shared_subscription_and_the_brokers_acl_keep_tenants_ap
             # a wrong password is refused at the door
             assert device_pub(a.name, f"{a.name}/devices/{DEVICE}/telemetry", b"{}", password="wrong") != 0
             assert device_pub(a.name, f"{a.name}/devices/{DEVICE}/telemetry", b'{"values": {"Flow": 2.0}}') == 0
-            wait_until(lambda: [v for _, v, _ in history(a.engineer, f"{DEVICE}/Flow")] == [1.0, 2.0], what="A's data")
+            wait_for(lambda: [v for _, v, _ in history(a.engineer, f"{DEVICE}/Flow")] == [1.0, 2.0], what="A's data")
             assert history(b.engineer, f"{DEVICE}/Flow") == []
             assert stats(b.engineer) == {}
             live.stop()

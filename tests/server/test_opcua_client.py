@@ -13,7 +13,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,32 +26,9 @@ from asyncua.server.user_managers import UserManager
 
 from server.ingest.opcua_client import ConnectionConfig, OpcUaClientAdapter, browse
 from server.opcua.common import ensure_certificate
-from tests.support import LiveServer, TenantHandle, free_port
+from tests.support import LiveServer, LoopThread, TenantHandle, free_port, wait_for
 
 NS_URI = "urn:test:plc"
-
-
-class LoopThread:
-    """An event loop on its own thread, for field servers that outlive a single call."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Any, timeout: float = 20) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        async def cancel_all() -> None:  # asyncua leaves session watchdogs behind
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        self.call(cancel_all())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class PlcUsers(UserManager):
@@ -141,17 +118,6 @@ def plc(runner: LoopThread) -> Iterator[FieldServer]:
     s = FieldServer(runner).start()
     yield s
     s.stop()
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Connections:
@@ -257,6 +223,8 @@ def test_values_reach_the_historian_with_quality(
     plc.set("Flow", 12.5, ts=t0)
     plc.set("Pressure", 3.25, ts=t0)
     wait_for(lambda: (latest(tenant, "Plant1/PLC1/Flow") or {}).get("value") == 12.5, what="Flow 12.5")
+    # the two changes may come in separate publish responses: wait for the second as well
+    wait_for(lambda: (latest(tenant, "Plant1/PLC1/Pressure") or {}).get("value") == 3.25, what="Pressure 3.25")
     value = latest(tenant, "Plant1/PLC1/Pressure")
     assert value is not None and value["value"] == 3.25 and value["quality"] == "Good"
     assert abs(value["ts"] - t0) < 0.001, "the source timestamp is kept"

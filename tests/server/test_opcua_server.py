@@ -30,7 +30,7 @@ from asyncua.ua.uaerrors import UaStatusCodeError
 from server.opcua import tenancy
 from server.opcua.common import ensure_certificate
 from server.opcua_server import OpcUaServerAdapter
-from tests.support import BACKENDS, LiveServer, TenantHandle, database_url, free_port, make_settings
+from tests.support import BACKENDS, LiveServer, TenantHandle, database_url, free_port, make_settings, wait_for
 
 BIN = Path(sys.executable).parent
 PASSWORDS = {"admin": "admin-password"}
@@ -88,17 +88,6 @@ async def session(
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def names(children: list[Any]) -> list[str]:
