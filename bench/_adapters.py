@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import websockets
 
-from bench.common import ROOT, percentile
+from bench.common import ROOT, percentile, read_response
 from bench.ingest_latency import PASSWORD, cpu_ticks, free_port
 
 TENANT = "bench"
@@ -129,16 +129,7 @@ class LeanGet:
         r, w = self.conn
         try:
             w.write(b"GET %s HTTP/1.1\r\n%s\r\n" % (path.encode(), self.head))
-            status = int((await r.readline()).split()[1])
-            length = 0
-            while True:
-                line = await r.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            body = await r.readexactly(length)
+            status, body = await read_response(r)
         except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
             self.close()
             raise

@@ -153,6 +153,20 @@ async def bench_database(backend: str) -> AsyncIterator[BenchDb]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+async def read_response(r: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Status and body of one HTTP/1.1 response with a Content-Length (what FastAPI sends)."""
+    status = int((await r.readline()).split()[1])
+    length = 0
+    while True:
+        line = await r.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await r.readexactly(length)
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100)."""
     if not values:

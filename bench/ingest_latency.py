@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 import websockets
 
-from bench.common import BACKENDS, ROOT, Row, bench_database, percentile, publish, wait_for_quiet
+from bench.common import BACKENDS, ROOT, Row, bench_database, percentile, publish, read_response, wait_for_quiet
 
 PASSWORD = "bench-admin-password"
 STREAM_COALESCE_S = 0.05  # server default stream_flush_interval_s
@@ -199,16 +199,7 @@ class LeanHttp:
             r, w = await asyncio.open_connection(self.host, self.port)
             self.opened += 1
         w.write(b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s" % (path.encode(), self.head, len(body), body))
-        status = int((await r.readline()).split()[1])
-        length = 0
-        while True:
-            line = await r.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        await r.readexactly(length)
+        status, _ = await read_response(r)
         self.idle.append((r, w, time.monotonic()))
         return status
 
