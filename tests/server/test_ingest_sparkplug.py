@@ -21,8 +21,8 @@ from server.ingest.sparkplug import (
     decode_payload,
     encode_payload,
 )
-from tests.server.test_ingest_mqtt import broker, history, mqtt_live, node, wait_until
-from tests.support import BACKENDS, LiveServer, TenantHandle
+from tests.server.test_ingest_mqtt import broker, history, mqtt_live, node
+from tests.support import BACKENDS, LiveServer, TenantHandle, wait_for
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -109,7 +109,7 @@ def test_birth_data_by_alias_and_death(live: LiveServer, edge: tuple[TenantHandl
     e.birth(bd_seq=3)
     e.device_birth("PLC1")
     plc, own = f"{e.edge}/PLC1", f"{e.edge}/{NODE_DEVICE}"
-    wait_until(lambda: values(api, plc).get("Pressure"), what="the device birth's values")
+    wait_for(lambda: values(api, plc).get("Pressure"), what="the device birth's values")
     # the namespace built from the births: types, units, ranges; strings and control metrics are no tags
     assert node(api, plc)["status"] == "online" and node(api, own)["status"] == "online"
     speed, pressure = node(api, f"{plc}/Motor.Speed"), node(api, f"{plc}/Pressure")
@@ -125,7 +125,7 @@ def test_birth_data_by_alias_and_death(live: LiveServer, edge: tuple[TenantHandl
     e.send("NDATA", [Metric(None, 2, None, 21.5)])
     e.send("DDATA", [Metric(None, 10, None, -1500), Metric(None, 12, None, 2.5)], device="PLC1")
     e.send("DDATA", [Metric("Running", None, SpType.BOOLEAN, False)], device="PLC1")
-    wait_until(lambda: values(api, plc).get("Running") == (0.0, "Good"), what="data by name")
+    wait_for(lambda: values(api, plc).get("Running") == (0.0, "Good"), what="data by name")
     assert values(api, plc) == {"Motor.Speed": (-1500.0, "Good"), "Running": (0.0, "Good"), "Pressure": (2.5, "Good")}
     assert values(api, own) == {"Temperature": (21.5, "Good")}
     assert [v for _, v, _ in history(api, f"{plc}/Motor.Speed")] == [-5.0, -1500.0]
@@ -133,8 +133,8 @@ def test_birth_data_by_alias_and_death(live: LiveServer, edge: tuple[TenantHandl
     # the device dies right after a last value: offline, its last values again with Bad quality
     e.send("DDATA", [Metric(None, 12, None, 3.5)], device="PLC1")
     e.send("DDEATH", [], device="PLC1")
-    wait_until(lambda: node(api, plc)["status"] == "offline", what="DDEATH")
-    wait_until(lambda: all(q == "Bad" for _, q in values(api, plc).values()), what="Bad quality")
+    wait_for(lambda: node(api, plc)["status"] == "offline", what="DDEATH")
+    wait_for(lambda: all(q == "Bad" for _, q in values(api, plc).values()), what="Bad quality")
     assert values(api, plc) == {"Motor.Speed": (-1500.0, "Bad"), "Running": (0.0, "Bad"), "Pressure": (3.5, "Bad")}
     assert [(v, q) for _, v, q in history(api, f"{plc}/Pressure")] == [(1.5, 0), (2.5, 0), (3.5, 0), (3.5, 2)]
     assert values(api, own)["Temperature"][1] == "Good"
@@ -142,10 +142,10 @@ def test_birth_data_by_alias_and_death(live: LiveServer, edge: tuple[TenantHandl
     # an NDEATH of an older session (another bdSeq) is ignored; the current one takes the node down
     e.send("NDEATH", [Metric("bdSeq", None, SpType.INT64, 2)], seq=None)
     e.send("NDATA", [Metric(None, 2, None, 22.0)])
-    wait_until(lambda: values(api, own)["Temperature"] == (22.0, "Good"), what="data after a stale NDEATH")
+    wait_for(lambda: values(api, own)["Temperature"] == (22.0, "Good"), what="data after a stale NDEATH")
     e.send("NDEATH", [Metric("bdSeq", None, SpType.INT64, 3)], seq=None)
-    wait_until(lambda: node(api, own)["status"] == "offline", what="NDEATH")
-    wait_until(lambda: values(api, own)["Temperature"] == (22.0, "Bad"), what="the node's Bad quality")
+    wait_for(lambda: node(api, own)["status"] == "offline", what="NDEATH")
+    wait_for(lambda: values(api, own)["Temperature"] == (22.0, "Bad"), what="the node's Bad quality")
     s = stats(api)
     assert s["rejected"] == {} and s["dead_lettered"] == 0
 
@@ -162,19 +162,19 @@ def test_seq_gap_and_data_before_birth_request_a_rebirth(live: LiveServer, edge:
         g.birth()
         g.send("NDATA", [Metric(None, 2, None, 30.0)])
         own = f"{g.edge}/{NODE_DEVICE}"
-        wait_until(lambda: values(api, own).get("Temperature") == (30.0, "Good"), what="data after the birth")
+        wait_for(lambda: values(api, own).get("Temperature") == (30.0, "Good"), what="data after the birth")
         for i in range(256):  # seq wraps from 255 to 0: not a gap
             g.send("NDATA", [Metric(None, 2, None, 100.0 + i)])
-        wait_until(lambda: values(api, own).get("Temperature") == (355.0, "Good"), what="a wrapped sequence")
+        wait_for(lambda: values(api, own).get("Temperature") == (355.0, "Good"), what="a wrapped sequence")
         assert g.commands.empty() and g.seq == 2
         g.seq += 3  # three messages lost
         g.send("NDATA", [Metric(None, 2, None, 31.0)])
         assert g.rebirth_requested()
         # the data itself was good: kept
-        wait_until(lambda: values(api, own).get("Temperature") == (31.0, "Good"), what="data after the gap")
+        wait_for(lambda: values(api, own).get("Temperature") == (31.0, "Good"), what="data after the gap")
         g.birth()  # the rebirth: the sequence starts again, no more requests
         g.send("NDATA", [Metric(None, 2, None, 32.0)])
-        wait_until(lambda: values(api, own).get("Temperature") == (32.0, "Good"), what="data after the rebirth")
+        wait_for(lambda: values(api, own).get("Temperature") == (32.0, "Good"), what="data after the rebirth")
         assert g.commands.empty()
     finally:
         g.close()
@@ -200,8 +200,8 @@ def test_bad_payloads_and_unknown_group_are_counted_and_the_next_message_ingeste
     e.seq -= 1  # the unknown-group message did not count in this node's sequence
     e.send("DDATA", [Metric(None, 12, None, 7.5)], device="PLC1")
     plc = f"{e.edge}/PLC1"
-    wait_until(lambda: values(api, plc).get("Pressure") == (7.5, "Good"), what="the good message")
-    s = wait_until(lambda: stats(api).get("dead_lettered") == 2 and stats(api), what="counters")
+    wait_for(lambda: values(api, plc).get("Pressure") == (7.5, "Good"), what="the good message")
+    s = wait_for(lambda: stats(api).get("dead_lettered") == 2 and stats(api), what="counters")
     assert s["rejected"] == {"invalid_protobuf": 1, "too_large": 1, "unknown_metric": 1}
     reasons = sorted(d["reason"] for d in api.get("/api/v1/ingest/dead-letters", params={"source": "sparkplug"}).json())
     assert reasons == ["invalid_protobuf", "too_large"]
@@ -219,8 +219,8 @@ def test_a_group_writes_only_its_tenant(live: LiveServer) -> None:
         ea.send("NDATA", [Metric(None, 2, None, 1.0)])
         eb.send("NDATA", [Metric(None, 2, None, 2.0)], seq=1)  # B never saw this node born
         own = f"{edge}/{NODE_DEVICE}"
-        wait_until(lambda: values(a.engineer, own).get("Temperature") == (1.0, "Good"), what="A's data")
-        wait_until(lambda: stats(b.engineer).get("rejected") == {"before_birth": 1}, what="B's refusal")
+        wait_for(lambda: values(a.engineer, own).get("Temperature") == (1.0, "Good"), what="A's data")
+        wait_for(lambda: stats(b.engineer).get("rejected") == {"before_birth": 1}, what="B's refusal")
         assert b.engineer.get("/api/v1/nodes").json() == []
         assert [v for _, v, _ in history(a.engineer, f"{own}/Temperature")] == [20.0, 1.0]
     finally:
