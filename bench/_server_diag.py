@@ -2,6 +2,8 @@
 plus a gc callback that records every collection's generation and pause, written as JSON at exit.
 On SIGUSR1 it runs gc.collect() + gc.freeze() (what a `gc.freeze()` at the end of start-up in
 `server.app` would do); the benchmark sends it once the server is set up, to measure the effect.
+With IIOT_BENCH_PROFILE=<file> set (any benchmark that starts `ServerProcess`), the server's main
+thread runs under cProfile and the stats are written to that file at exit (`python -m pstats`).
 
     python -m bench._server_diag run      # same arguments as python -m server.cli
 """
@@ -49,4 +51,14 @@ if __name__ == "__main__":
     if _log:
         gc.callbacks.append(_on_gc)
         atexit.register(_dump)
+    _profile = os.environ.get("IIOT_BENCH_PROFILE", "")
+    if _profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        try:
+            code = profiler.runcall(main)
+        finally:
+            profiler.dump_stats(_profile)
+        sys.exit(code)
     sys.exit(main())

@@ -86,7 +86,7 @@ class ServerProcess:
         }
         self.env.pop("IIOT_CONFIG", None)
         # Diagnostics only: the same CLI behind bench._server_diag, which logs every gc pause.
-        self.module = "bench._server_diag" if gc_log else "server.cli"
+        self.module = "bench._server_diag" if gc_log or os.environ.get("IIOT_BENCH_PROFILE") else "server.cli"
         if gc_log:
             self.env["IIOT_BENCH_GC_LOG"] = str(gc_log)
         self.proc: subprocess.Popen[bytes] | None = None

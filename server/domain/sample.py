@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from server.domain.quality import Quality
 
@@ -19,9 +20,11 @@ class Sample:
     quality: Quality = Quality.GOOD
 
 
-@dataclass(frozen=True, slots=True)
-class TagUpdate:
-    """A stored-or-live value addressed the way clients address it (node id and path)."""
+class TagUpdate(NamedTuple):
+    """A stored-or-live value addressed the way clients address it (node id and path).
+
+    A named tuple, not a frozen dataclass: one is built per ingested sample, and a tuple
+    costs a third of the time (a frozen dataclass sets each field through object.__setattr__)."""
 
     tenant_id: int
     tag_id: int

@@ -20,7 +20,8 @@ class LiveCache:
         if current is not None and ts < current[0]:
             return False
         self._values[tag_id] = (ts, value, quality)
-        self._known_empty.discard(tag_id)
+        if current is None:
+            self._known_empty.discard(tag_id)
         return True
 
     async def get(self, tag_ids: list[int]) -> dict[int, LiveValue]:

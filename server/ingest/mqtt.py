@@ -58,16 +58,16 @@ from functools import partial
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
-import sqlalchemy.exc
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from server.bus import Event, Message, Subscription
 from server.config import ConfigError
-from server.domain.errors import DomainError, InvalidInput, NotFound, Unavailable
+from server.domain.errors import DomainError, InvalidInput, NotFound
 from server.domain.namespace import DeviceStatus
 from server.ingest.adapter import Adapter, Backoff, IngestContext
+from server.ingest.batch_ingest import ingest_together, storage_trouble
 from server.ingest.lookup_cache import LookupCache
 from server.ingest.payloads import DecodeError, decode_telemetry
 from server.ingest.pipeline import DeviceValues, refusal_reason
@@ -134,11 +134,6 @@ def parse_url(url: str, username: str = "", password: str = "") -> BrokerAddress
     user = username or (unquote(parts.username) if parts.username else None)
     secret = password or (unquote(parts.password) if parts.password else None)
     return BrokerAddress(parts.hostname, port, tls, user or None, secret)
-
-
-def _transient(exc: BaseException) -> bool:
-    """Storage or database trouble: don't acknowledge, reconnect, let the broker redeliver."""
-    return isinstance(exc, Unavailable | OSError | TimeoutError | sqlalchemy.exc.SQLAlchemyError)
 
 
 def _properties(packet_type: int) -> Properties:
@@ -462,7 +457,7 @@ class MqttAdapter:
             try:
                 await self._route(work)
             except Exception as exc:
-                if _transient(exc):
+                if storage_trouble(exc):
                     raise _StorageFailed(str(exc)) from exc
                 log.exception("mqtt: unexpected failure on %s", work.topic)
                 work.items = []
@@ -557,7 +552,7 @@ class MqttAdapter:
             for result in results:
                 if isinstance(result, BaseException):
                     failed = True
-                    if not _transient(result):
+                    if not storage_trouble(result):
                         log.error("mqtt: storing a batch failed", exc_info=result)
                     self._break(result)
         finally:
@@ -580,41 +575,20 @@ class MqttAdapter:
         self._interrupt.set()
 
     async def _ingest(self, tenant_id: int, source: str, works: list[_Work]) -> None:
-        """A tenant's messages of a batch in one pipeline call; if that is refused, one by one,
-        so only the bad message is dead-lettered (the pipeline writes nothing of a refused call)."""
-        stats = self.ctx.stats(source, tenant_id)
-        if len(works) > 1:
-            items = [item for w in works for item in w.items]
-            n = sum(len(i.values) for i in items)
-            try:
-                await self.ctx.pipeline.ingest(tenant_id, items, source=source)
-                return
-            except Exception as exc:
-                if _transient(exc):
-                    raise
-                stats.received -= n  # the pipeline counted the merged call; the retries count again
-                if isinstance(exc, InvalidInput | NotFound):
-                    reason = refusal_reason(exc)
-                    stats.rejected[reason] -= n
-                    if stats.rejected[reason] <= 0:
-                        del stats.rejected[reason]
-                elif not isinstance(exc, DomainError):
-                    log.warning("mqtt: a merged ingest failed (%r); storing one by one", exc)
-        for w in works:
-            try:
-                await self.ctx.pipeline.ingest(tenant_id, w.items, source=source)
-            except Exception as exc:
-                if _transient(exc):
-                    raise
-                if isinstance(exc, DomainError):
-                    await self.rejects.refused(w, exc)
-                    continue
-                # A bug, not the message's fault or the database's: keep the message, don't loop on it.
-                log.exception("mqtt: storing a message from %s failed", w.topic)
-                stats.rejected["internal_error"] += sum(len(i.values) for i in w.items)
-                await self.ctx.dead_letter(
-                    w.source, tenant_id, w.topic, "internal_error", repr(exc), w.payload, count=False
-                )
+        """A tenant's messages of a batch in one pipeline call (one by one if that is refused)."""
+        outcomes = await ingest_together(self.ctx.pipeline, tenant_id, source, [w.items for w in works])
+        for w, exc in zip(works, outcomes, strict=True):
+            if exc is None:
+                continue
+            if isinstance(exc, DomainError):
+                await self.rejects.refused(w, exc)
+                continue
+            # A bug, not the message's fault or the database's: keep the message, don't loop on it.
+            log.error("mqtt: storing a message from %s failed", w.topic, exc_info=exc)
+            self.ctx.stats(source, tenant_id).rejected["internal_error"] += sum(len(i.values) for i in w.items)
+            await self.ctx.dead_letter(
+                w.source, tenant_id, w.topic, "internal_error", repr(exc), w.payload, count=False
+            )
 
     # -- sending -----------------------------------------------------------------------
 

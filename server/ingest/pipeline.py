@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import repeat
 
 from server.bus import Bus, Event, Message, ValueBatch
 from server.domain.errors import DomainError, InvalidInput, NotFound
@@ -221,16 +222,18 @@ class IngestPipeline:
         values: list[float] = []
         qualities: list[int] = []
         updates: list[TagUpdate] = []
-        for item, device in zip(items, devices, strict=True):
+        offer = self.cache.offer
+        for item, device in zip(items, devices, strict=True):  # the per-sample loop: kept lean
             ts = item.ts if item.ts is not None else now
             quality = item.quality
-            for name, value in item.values.items():
-                tag = device.tags[name]
+            tags, vals = device.tags, item.values
+            stamps.extend(repeat(ts, len(vals)))
+            qualities.extend(repeat(int(quality), len(vals)))
+            values.extend(vals.values())
+            for name, value in vals.items():
+                tag = tags[name]
                 tag_ids.append(tag.id)
-                stamps.append(ts)
-                values.append(value)
-                qualities.append(int(quality))
-                if self.cache.offer(tag.id, ts, value, quality):
+                if offer(tag.id, ts, value, quality):
                     updates.append(TagUpdate(tenant_id, tag.id, tag.node_id, tag.path, ts, value, quality))
         if not tag_ids:
             return IngestResult(0, created)
