@@ -14,6 +14,9 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from server.alarms.engine import AlarmEngine
+from server.alarms.repository import AlarmRepository
+from server.alarms.service import AlarmService
 from server.api.app import create_api
 from server.api.deps import ApiContext
 from server.bus import Bus
@@ -107,6 +110,9 @@ class Server:
             history=self.history, auth=self.auth, bus=self.bus, dead_letters=self.dead_letters,
             connections=self.connection_repo,
         )  # fmt: skip
+        self.alarm_repo = AlarmRepository(self.db)
+        self.alarm_engine = AlarmEngine(self.alarm_repo, self.nodes, self.bus)
+        self.ctx.alarms = AlarmService(self.alarm_engine, self.alarm_repo, self.nodes, self.audit)
         self.adapters: list[Adapter] = build_adapters(self.ingest)
         self.api: FastAPI = create_api(self.ctx)
         self._stack = AsyncExitStack()
@@ -121,6 +127,8 @@ class Server:
         self._stack.push_async_callback(self.writer.stop)
         self._stack.push_async_callback(self.db.dispose)
         self._stack.callback(self.pipeline.close)
+        await self.alarm_engine.start()  # before the adapters: the first samples are judged too
+        self._stack.push_async_callback(self.alarm_engine.stop)  # after them: so are the last
         self.stats_logger = StatsLogger(self.pipeline)
         await self.stats_logger.start()
         self._stack.push_async_callback(self.stats_logger.stop)

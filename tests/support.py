@@ -106,8 +106,9 @@ def make_settings(tmp: Path, db_url: str, **overrides: Any) -> Settings:
 class LiveServer:
     """`iiot-server` on its own thread and event loop, serving HTTP on a real port."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, *, fresh: bool = True) -> None:
+        """`fresh=False`: a restart on a database that has the system tenant already."""
+        self.settings, self.fresh = settings, fresh
         self.base = f"http://127.0.0.1:{settings.http_port}"
         self.ws_url = f"ws://127.0.0.1:{settings.http_port}/api/v1/stream"
         self.server: Server | None = None
@@ -122,7 +123,8 @@ class LiveServer:
             await db.migrate()
             await db.dispose()
             self.server = Server(self.settings, bcrypt_rounds=4)
-            await self.server.admin.create_tenant(None, "system", "System", "root", SYSTEM_PASSWORD)
+            if self.fresh:
+                await self.server.admin.create_tenant(None, "system", "System", "root", SYSTEM_PASSWORD)
             await self.server.serve(install_signal_handlers=False, access_log=False)
 
         try:  # on the loop `iiot-server run` uses (uvloop where installed)

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from server.alarms.service import AlarmService
 from server.bus import Bus
 from server.config import Settings
 from server.domain.errors import Unauthorized
@@ -45,6 +46,7 @@ class ApiContext:
     api_keys: ApiKeyRepository
     dead_letters: DeadLetterRepository | None = None
     connections: ConnectionService | None = None
+    alarms: AlarmService | None = None
     started_at: float = field(default_factory=time.monotonic)
     stream_clients: int = 0
 

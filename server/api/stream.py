@@ -46,6 +46,8 @@ class _Client:
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self.dropped_events = 0
         self.wake = asyncio.Event()
+        self.hurry = asyncio.Event()
+        """An alarm is waiting: it goes out at once, not after the values' coalescing window."""
         self.frames = 0
         self.subscription = ctx.bus.subscribe(who.tenant_id, self.on_message)
 
@@ -64,10 +66,14 @@ class _Client:
                 asyncio.get_running_loop().create_task(self.refresh_subtrees())  # noqa: RUF006
             if message.kind == "command" and not self.who.can(Permission.DEVICES_COMMAND):
                 return  # a command's arguments are for those who may send one
+            if message.kind == "alarm" and not self.who.can(Permission.ALARMS_READ):
+                return
             if message.kind != "namespace" or self.tags or self.subtrees:
                 if len(self.events) == self.events.maxlen:
                     self.dropped_events += 1
                 self.events.append({"type": "event", **message.data, "kind": message.kind})
+                if message.kind == "alarm":
+                    self.hurry.set()
                 self.wake.set()
 
     async def refresh_subtrees(self) -> None:
@@ -84,8 +90,11 @@ class _Client:
         interval = self.ctx.settings.stream_flush_interval_s
         while True:
             await self.wake.wait()
-            await asyncio.sleep(interval)  # let a burst coalesce into one frame
+            if not self.hurry.is_set():
+                with contextlib.suppress(TimeoutError):  # let a burst coalesce into one frame
+                    await asyncio.wait_for(self.hurry.wait(), interval)
             self.wake.clear()
+            self.hurry.clear()
             while self.events:
                 await self.send(self.events.popleft())
             if self.pending:

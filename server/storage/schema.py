@@ -229,3 +229,53 @@ connections = sa.Table(
     sqlite_autoincrement=True,
 )
 """Outbound field connections of a tenant (OPC UA servers, Modbus devices), configured via the API."""
+
+alarm_conditions = sa.Table(
+    "alarm_conditions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("config", JsonDoc, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    _created(),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_by", sa.String(200), nullable=False, server_default=""),
+    sa.UniqueConstraint("tenant_id", "name", name="uq_alarm_conditions_tenant_name"),
+    sqlite_autoincrement=True,
+)
+"""What engineers configure; every version is also in the audit log."""
+
+alarm_states = sa.Table(
+    "alarm_states",
+    metadata,
+    sa.Column("condition_id", sa.Integer, sa.ForeignKey("alarm_conditions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("state", JsonDoc, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+"""Each condition's alarm as the engine last saw it: what a restart comes back to."""
+
+alarm_journal = sa.Table(
+    "alarm_journal",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("condition_id", sa.Integer, nullable=False),
+    sa.Column("condition_name", sa.String(200), nullable=False),
+    sa.Column("source", sa.String(1000), nullable=False, server_default=""),
+    sa.Column("ts", sa.Float(precision=53), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("from_state", sa.String(16), nullable=False),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("priority", sa.String(8), nullable=False),
+    sa.Column("value", sa.Float(precision=53), nullable=True),
+    sa.Column("level", sa.String(16), nullable=True),
+    sa.Column("user", sa.String(200), nullable=False),
+    sa.Column("comment", sa.String(2000), nullable=True),
+    sa.Index("ix_alarm_journal_tenant_ts", "tenant_id", "ts"),
+    sa.Index("ix_alarm_journal_condition_ts", "condition_id", "ts"),
+    sqlite_autoincrement=True,
+)
+"""Every alarm transition: time, condition, from and to, value, user (or system), comment.
+No foreign key to the condition: the record outlives a deleted condition."""

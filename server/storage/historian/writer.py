@@ -12,7 +12,6 @@ crash `recover()` recomputes exactly those windows from the raw samples.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -55,6 +54,7 @@ class HistorianWriter:
         coarse_interval: float = 60.0,
         max_pending: int = 500_000,
         linger: float = 0.05,
+        linger_gap: float = 0.005,
     ) -> None:
         self.store = store
         self.batch_size = batch_size
@@ -63,8 +63,13 @@ class HistorianWriter:
         self.coarse_interval = max(coarse_interval, rollup_interval)
         self.max_pending = max_pending
         self.linger = min(linger, flush_interval)
-        """Under load (the last commit just ended) a commit waits this long for more chunks, so
-        back-to-back commits don't shrink to a few hundred samples each; when idle it goes at once."""
+        """Under load (the last commit just ended) a commit waits up to this long for more chunks,
+        so back-to-back commits don't shrink to a few hundred samples each; when idle it goes at once."""
+        self.linger_gap = linger_gap
+        """...but only while chunks keep coming: a gap this long ends the wait. Senders that wait
+        for their commit before sending more (CoAP and HTTP clients, a bounded AMQP prefetch)
+        can't add anything, so lingering would only add to their latency."""
+        self._arrived = asyncio.Event()
         self._last_flush_end = -math.inf
         self.stats = WriterStats()
         self._queue: list[_Pending] = []
@@ -98,6 +103,7 @@ class HistorianWriter:
         first = not self._queue
         self._queue.append(_Pending(chunk, fut))
         self._queued += len(chunk)
+        self._arrived.set()
         if first or self._queued >= self.batch_size:
             # The first chunk starts the flush_interval clock; a full batch goes at once.
             self._wake.set()
@@ -151,11 +157,8 @@ class HistorianWriter:
                 except TimeoutError:
                     pass
             self._wake.clear()
-            busy = time.monotonic() - self._last_flush_end < self.linger
-            if busy and self._queue and self._queued < self.batch_size and not self._stopping:
-                with contextlib.suppress(TimeoutError):  # a full batch (the wake) still goes at once
-                    await asyncio.wait_for(self._wake.wait(), self.linger)
-                self._wake.clear()
+            if time.monotonic() - self._last_flush_end < self.linger:
+                await self._linger()
             if self._queue:
                 await self._flush()
                 self._last_flush_end = time.monotonic()
@@ -167,6 +170,20 @@ class HistorianWriter:
             # or when the database refuses it: the pending windows then let recovery finish the job.
             if self._stopping and not self._queue and (not (self._fast or self._coarse) or not merged):
                 return
+
+    async def _linger(self) -> None:
+        """Wait for more chunks while they keep coming, up to `linger`; a full batch goes at once."""
+        deadline = time.monotonic() + self.linger
+        while self._queue and self._queued < self.batch_size and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), min(self.linger_gap, left))
+            except TimeoutError:
+                break  # nothing came within the gap: nobody is adding more
+        self._wake.clear()
 
     def _take(self) -> list[_Pending]:
         """Whole chunks up to about one batch; a chunk is never split across two commits."""

@@ -1,0 +1,1 @@
+"""Alarm management after ISA-18.2: condition specs, evaluators, the engine, persistence."""
