@@ -27,6 +27,9 @@ from server.ingest.live_cache import LiveCache
 from server.ingest.pipeline import IngestPipeline
 from server.ingest.registry import build_adapters, connection_kinds
 from server.ingest.stats_log import StatsLogger
+from server.notify.dispatcher import Notifier
+from server.notify.repository import NotifyRepository
+from server.notify.service import NotifyService
 from server.security.limiter import LoginLimiter
 from server.security.tokens import TokenCodec, load_or_create_secret
 from server.services.admin import AdminService
@@ -113,6 +116,9 @@ class Server:
         self.alarm_repo = AlarmRepository(self.db)
         self.alarm_engine = AlarmEngine(self.alarm_repo, self.nodes, self.bus)
         self.ctx.alarms = AlarmService(self.alarm_engine, self.alarm_repo, self.nodes, self.audit)
+        notify_repo = NotifyRepository(self.db)
+        self.notifier = Notifier(notify_repo, users, self.alarm_engine, self.bus)
+        self.ctx.notify = NotifyService(notify_repo, self.notifier, self.audit)
         self.adapters: list[Adapter] = build_adapters(self.ingest)
         self.api: FastAPI = create_api(self.ctx)
         self._stack = AsyncExitStack()
@@ -129,6 +135,8 @@ class Server:
         self._stack.callback(self.pipeline.close)
         await self.alarm_engine.start()  # before the adapters: the first samples are judged too
         self._stack.push_async_callback(self.alarm_engine.stop)  # after them: so are the last
+        await self.notifier.start()
+        self._stack.push_async_callback(self.notifier.stop)
         self.stats_logger = StatsLogger(self.pipeline)
         await self.stats_logger.start()
         self._stack.push_async_callback(self.stats_logger.stop)

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from server.alarms import kpis as kpi
 from server.alarms.engine import AlarmEngine, Runtime
 from server.alarms.repository import AlarmRepository, JournalEntry, StoredCondition
 from server.alarms.spec import ConditionConfig
@@ -237,6 +238,30 @@ class AlarmService:
             who.tenant_id, start=start, end=end, condition_id=condition_id, events=events,
             priorities=[p.value for p in priorities] if priorities else None, source_prefix=area_path, limit=limit,
         )  # fmt: skip
+
+    async def kpis(self, who: Principal, *, start: float, end: float, operators: int) -> dict[str, Any]:
+        """ISA-18.2 performance figures over [start, end) for this tenant."""
+        who.require(Permission.ALARMS_READ)
+        if end <= start:
+            raise InvalidInput("end must be after start", field="end")
+        await self.engine.flush()
+        raised = await self.repo.journal(who.tenant_id, start=start, end=end, events=list(kpi.RAISING),
+                                         limit=1_000_000)  # fmt: skip
+        shelving = await self.repo.journal(
+            who.tenant_id, start=start - MAX_SHELVE_LOOKBACK_S, end=end, events=["shelved", "unshelved", "disabled"],
+            limit=1_000_000,
+        )  # fmt: skip
+        standing = [
+            kpi.Standing(rt.id, rt.name, rt.alarm.active_since)
+            for rt in self.engine.runtimes.values()
+            if rt.tenant_id == who.tenant_id and rt.alarm.active and rt.alarm.active_since is not None
+        ]
+        return kpi.kpis([*raised, *shelving], start=start, end=end, operators=operators, standing=standing,
+                        now=time.time())  # fmt: skip
+
+
+MAX_SHELVE_LOOKBACK_S = 30 * 86_400.0
+"""A shelve that began before the range can still be open in it: the longest shelve allowed."""
 
 
 def parse_config(doc: dict[str, Any]) -> ConditionConfig:

@@ -11,7 +11,18 @@ from server import __version__
 from server.api import problems, stream
 from server.api.deps import ApiContext
 from server.api.limits import BodyLimitMiddleware
-from server.api.routes import admin, alarms, auth, commands, connections, data, nodes, opcua, system
+from server.api.routes import (
+    admin,
+    alarms,
+    auth,
+    commands,
+    connections,
+    data,
+    nodes,
+    notifications,
+    opcua,
+    system,
+)
 
 
 def create_api(
@@ -39,6 +50,7 @@ def create_api(
         opcua.router,
         commands.router,
         alarms.router,
+        notifications.router,
     ):
         v1.include_router(router)
     app.include_router(v1)

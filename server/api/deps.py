@@ -16,6 +16,7 @@ from server.domain.errors import Unauthorized
 from server.domain.principal import Principal
 from server.ingest.dead_letters import DeadLetterRepository
 from server.ingest.pipeline import IngestPipeline
+from server.notify.service import NotifyService
 from server.services.admin import AdminService
 from server.services.auth import AuthService
 from server.services.connections import ConnectionService
@@ -47,6 +48,7 @@ class ApiContext:
     dead_letters: DeadLetterRepository | None = None
     connections: ConnectionService | None = None
     alarms: AlarmService | None = None
+    notify: NotifyService | None = None
     started_at: float = field(default_factory=time.monotonic)
     stream_clients: int = 0
 

@@ -279,3 +279,40 @@ alarm_journal = sa.Table(
 )
 """Every alarm transition: time, condition, from and to, value, user (or system), comment.
 No foreign key to the condition: the record outlives a deleted condition."""
+
+notify_objects = sa.Table(
+    "notify_objects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("config", JsonDoc, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("tenant_id", "kind", "name", name="uq_notify_objects_tenant_kind_name"),
+    sqlite_autoincrement=True,
+)
+"""A tenant's notification set-up: channels, policies, on-call schedules, user preferences and
+the webhook allowlist (kind + name), each a validated JSON document."""
+
+notify_deliveries = sa.Table(
+    "notify_deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("ts", sa.Float(precision=53), nullable=False),
+    sa.Column("condition_id", sa.Integer, nullable=True),
+    sa.Column("episode", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("route", sa.String(100), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("target", sa.String(400), nullable=False),
+    sa.Column("channel", sa.String(100), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("detail", sa.String(1000), nullable=False, server_default=""),
+    sa.Index("ix_notify_deliveries_tenant_ts", "tenant_id", "ts"),
+    sa.Index("ix_notify_deliveries_episode", "tenant_id", "condition_id", "episode"),
+    sqlite_autoincrement=True,
+)
+"""Every delivery attempt and its outcome; also what dedup looks at after a restart."""

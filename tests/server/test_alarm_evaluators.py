@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -116,3 +117,34 @@ def test_limit_levels_map_to_priorities() -> None:
         {"name": "x", "priority": "low", "priorities": {"lo": "medium"}, "spec": {"kind": "limit", "tag": "T", "lo": 1}}
     )
     assert c.priority_for("lo") is Priority.MEDIUM and c.priority_for(None) is Priority.LOW
+
+
+# -- KPIs (server/alarms/kpis.py) --------------------------------------------------------------
+
+
+def _entry(i: int, cid: int, ts: float, event: str = "activated", user: str = "system", comment: str = "") -> Any:
+    from server.alarms.repository import JournalEntry
+
+    return JournalEntry(i, cid, f"C{cid}", "", ts, event, "normal", "unack_active", "high", None, None, user, comment)
+
+
+def test_kpis_flood_frequency_chattering_standing_and_shelving() -> None:
+    from server.alarms.kpis import Standing, kpis
+
+    start = 1_000_000.0
+    entries = [_entry(i, 1, start + i) for i in range(12)]  # 12 in the first 10 min: a flood (> 10)
+    entries += [_entry(100 + i, 2, start + 700 + i * 100) for i in range(3)]  # spread out: no chatter
+    entries += [_entry(200, 3, start + 1300, "shelved", "sam", "work"), _entry(201, 3, start + 1500, "unshelved")]
+    entries += [_entry(202, 4, start + 1700, "shelved", "sam", "open")]
+    out = kpis(entries, start=start, end=start + 3600, operators=1,
+               standing=[Standing(5, "C5", start - 2 * 86_400), Standing(6, "C6", start)])  # fmt: skip
+    assert out["periods"] == 6 and out["alarms"] == 15
+    assert out["alarms_per_operator_per_10min"] == pytest.approx(15 / 6)
+    assert out["flood_periods"] == 1 and out["flood_percent"] == pytest.approx(100 / 6)
+    assert [f["condition"] for f in out["most_frequent"]] == [1, 2]
+    assert [c["condition"] for c in out["chattering"]] == [1]  # ≥ 3 within 60 s
+    assert [s["condition"] for s in out["standing"]] == [5]  # active for more than 24 h
+    shelved = {s["condition"]: s for s in out["shelved"]}
+    assert shelved[3]["duration_s"] == 200 and shelved[3]["by"] == "sam"
+    assert shelved[4]["unshelved_at"] is None and shelved[4]["duration_s"] == 1900  # still shelved at the end
+    assert kpis(entries, start=start, end=start + 3600, operators=2)["flood_periods"] == 0  # 6 each

@@ -104,6 +104,24 @@ def test_limit_alarm_raised_acknowledged_shelved_and_journaled(tenant: TenantHan
     assert any(e["target"] == str(cond["id"]) and e["actor"] == "supervisor" for e in audit.json())
 
 
+def test_kpis_count_what_the_journal_holds(tenant: TenantHandle) -> None:
+    tenant.build_plant()
+    cond = limit_condition(tenant, spec={"kind": "discrete", "tag": FLOW, "alarm_value": 1})
+    operator = tenant.users["operator"]
+    for _ in range(4):  # four activations within seconds: chattering
+        send(tenant, Flow=1.0)
+        state_becomes(operator, cond["id"], "unack_active")
+        send(tenant, Flow=0.0)
+        state_becomes(operator, cond["id"], "unack_rtn")
+    r = tenant.users["viewer"].get("/api/v1/alarms/kpis", params={"start": time.time() - 600})
+    assert r.status_code == 200, r.text
+    k = r.json()
+    assert k["alarms"] == 4 and k["periods"] == 1 and k["flood_periods"] == 0
+    assert k["most_frequent"] == [{"condition": cond["id"], "name": "Flow high", "count": 4}]
+    assert [c["condition"] for c in k["chattering"]] == [cond["id"]]
+    assert operator.get("/api/v1/alarms/kpis", params={"start": time.time(), "end": time.time() - 1}).status_code == 422
+
+
 def test_roles_decide_who_may_handle_alarms(tenant: TenantHandle) -> None:
     tenant.build_plant()
     cond = limit_condition(tenant)
@@ -141,6 +159,7 @@ def test_one_tenant_never_sees_or_touches_anothers_alarms(tenant: TenantHandle, 
     assert spy.get("/api/v1/alarms/conditions").json() == []
     assert spy.get("/api/v1/alarms/journal", params={"condition": cond["id"]}).json()["entries"] == []
     assert spy.post("/api/v1/alarms/acknowledge", json={}).json()["acknowledged"] == 0  # "all" is its own only
+    assert spy.get("/api/v1/alarms/kpis").json()["alarms"] == 0
     with spy.stream() as stream:  # its stream carries none of the other tenant's alarm events
         send(tenant, Flow=130.0)
         seen: list[dict[str, Any]] = []

@@ -130,6 +130,20 @@ async def journal(
     return {"start": t_start, "end": t_end, "count": len(rows), "entries": rows}
 
 
+@router.get("/alarms/kpis")
+async def alarm_kpis(
+    who: Caller,
+    ctx: Ctx,
+    start: datetime | None = Query(None, description="default end - 24 h"),
+    end: datetime | None = Query(None, description="default now"),
+    operators: int = Query(1, ge=1, le=1000, description="operator positions sharing the load"),
+) -> dict[str, Any]:
+    """Alarms per operator per 10 min, flood share, standing, most frequent, chattering, shelved."""
+    t_end = to_epoch(end) if end else time.time()
+    t_start = to_epoch(start) if start else t_end - 86_400
+    return await _service(ctx).kpis(who, start=t_start, end=t_end, operators=operators)
+
+
 def _csv(rows: list[dict[str, Any]]) -> Iterator[str]:
     buf = io.StringIO()
     writer = csv.writer(buf)

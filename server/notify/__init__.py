@@ -1,0 +1,1 @@
+"""Alarm notifications: channels (email, signed webhooks), escalation, on-call, delivery log."""
