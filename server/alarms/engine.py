@@ -40,6 +40,16 @@ OFFLINE, MAINTENANCE, EQUIPMENT, MANUAL = "device offline", "maintenance window"
 
 
 @dataclass(slots=True)
+class EngineStats:
+    samples: int = 0
+    """Samples that reached at least one condition."""
+    evaluations: int = 0
+    transitions: int = 0
+    busy_s: float = 0.0
+    """Time spent judging samples (on the event loop, in the publisher's call)."""
+
+
+@dataclass(slots=True)
 class Runtime:
     """One condition as the engine runs it."""
 
@@ -65,6 +75,9 @@ class Runtime:
     """Why the condition can't run (an input that does not exist), shown by the API."""
     broken: bool = False
     """Its stored configuration does not validate any more: kept visible, never run."""
+    stale: bool = False
+    live: float | None = None
+    """The newest Good value of its main input."""
 
     @property
     def priority(self) -> Priority:
@@ -95,13 +108,16 @@ class AlarmEngine:
         self._dirty: dict[int, tuple[int, Alarm]] = {}
         self._journal: list[JournalRecord] = []
         self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._subscription: Any = None
         self._resolving: set[int] = set()
+        self._changed: set[int] = set()
+        self._created: set[int] = set()
         self._nodes_memo: dict[tuple[int, str | int], Node] | None = None
         """Node lookups shared while many conditions resolve at once (start-up)."""
-        self.samples = 0
-        """Samples that reached at least one condition (the benchmark's denominator)."""
+        self.stats: dict[int, EngineStats] = {}
+        """Per tenant: what the engine judged and what that cost."""
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -129,18 +145,21 @@ class AlarmEngine:
         await self.flush()
 
     async def flush(self) -> None:
-        """Write what changed; operator actions await it before they answer."""
-        if not self._dirty and not self._journal:
-            return
-        states, journal = self._dirty, self._journal
-        self._dirty, self._journal = {}, []
-        try:
-            await self.repo.save(states, journal)
-        except Exception:
-            # keep them for the next attempt (newer states of the same condition win)
-            self._dirty = states | self._dirty
-            self._journal = journal + self._journal
-            raise
+        """Write what changed; operator actions (and journal reads) await it before they answer.
+        One flush at a time: a caller that arrives during the flusher's write waits for it, so
+        what it asks about is stored when it returns."""
+        async with self._flush_lock:
+            if not self._dirty and not self._journal:
+                return
+            states, journal = self._dirty, self._journal
+            self._dirty, self._journal = {}, []
+            try:
+                await self.repo.save(states, journal)
+            except Exception:
+                # keep them for the next attempt (newer states of the same condition win)
+                self._dirty = states | self._dirty
+                self._journal = journal + self._journal
+                raise
 
     async def _flush_loop(self) -> None:
         while True:
@@ -173,15 +192,15 @@ class AlarmEngine:
         return rt
 
     async def _resolve(self, rt: Runtime) -> None:
-        """Node references -> tag ids; a missing input leaves the condition idle with a reason."""
-        self._unindex(rt)
-        rt.inputs, rt.source, rt.device, rt.problem = {}, None, None, None
+        """Node references -> tag ids; a missing input leaves the condition idle with a reason.
+
+        Everything is looked up first and swapped in without an await in between, so no sample
+        falls between the old index and the new one; the evaluator (and its memory) is kept."""
         cfg, spec = rt.config, rt.config.spec
-        refs: list[tuple[str, str]] = []
-        if isinstance(spec, Anomaly):
-            refs.append((spec.device, ev.MAIN))
-        else:
-            refs.append((spec.tag, ev.MAIN))
+        inputs: dict[int, list[str]] = {}
+        source: Node | None = None
+        problem: str | None = None
+        refs: list[tuple[str, str]] = [(spec.device if isinstance(spec, Anomaly) else spec.tag, ev.MAIN)]
         other = getattr(spec, "setpoint_tag", None) or getattr(spec, "other_tag", None)
         if other:
             refs.append((other, ev.OTHER))
@@ -190,24 +209,33 @@ class AlarmEngine:
         for ref, role in refs:
             try:
                 node = await self._node(rt.tenant_id, ref)
-            except (NotFound, DomainError):
-                rt.problem = f"{ref!r} does not exist"
-                return
+            except DomainError:
+                problem = f"{ref!r} does not exist"
+                break
             if role == ev.MAIN:
-                rt.source = node
+                source = node
             wanted = NodeClass.DEVICE if isinstance(spec, Anomaly) and role == ev.MAIN else NodeClass.TAG
             if node.node_class is not wanted:
-                rt.problem = f"{ref!r} is a {node.node_class.value}, not a {wanted.value}"
-                return
+                problem = f"{ref!r} is a {node.node_class.value}, not a {wanted.value}"
+                break
             if wanted is NodeClass.TAG:
-                rt.inputs.setdefault(node.id, []).append(role)
-        if rt.source is not None:
-            rt.device = rt.source if rt.source.node_class is NodeClass.DEVICE else await self._device_of(rt.source)
-        rt.evaluator = ev.evaluator_for(spec)
-        for tag_id in rt.inputs:
-            self._by_tag.setdefault(tag_id, []).extend((rt, role) for role in rt.inputs[tag_id])
-        if rt.device is not None:
-            self._by_device.setdefault((rt.tenant_id, rt.device.node_id), []).append(rt)
+                inputs.setdefault(node.id, []).append(role)
+        device = None
+        if source is not None and problem is None:
+            device = source if source.node_class is NodeClass.DEVICE else await self._device_of(source)
+        self._unindex(rt)
+        rt.source, rt.problem = source, problem
+        if problem is not None:
+            rt.inputs, rt.device = {}, None
+            return
+        rt.inputs, rt.device = inputs, device
+        if rt.evaluator is None:
+            rt.evaluator = ev.evaluator_for(spec)
+        rt.stale = isinstance(spec, Stale)
+        for tag_id, roles in inputs.items():
+            self._by_tag.setdefault(tag_id, []).extend((rt, role) for role in roles)
+        if device is not None:
+            self._by_device.setdefault((rt.tenant_id, device.node_id), []).append(rt)
 
     async def _device_of(self, tag: Node) -> Node | None:
         """The device a tag belongs to (its nearest device ancestor), for offline suppression."""
@@ -291,26 +319,38 @@ class AlarmEngine:
 
     def _on_message(self, message: Message) -> None:
         if isinstance(message, ValueBatch):
+            started = time.perf_counter()
             by_tag = self._by_tag
+            samples = evaluations = 0
             for u in message.updates:
                 entries = by_tag.get(u.tag_id)
                 if entries:
-                    self.samples += 1
+                    samples += 1
+                    evaluations += len(entries)
                     for rt, role in entries:
                         self._sample(rt, role, u)
+            if samples:
+                stats = self.stats.get(message.tenant_id)
+                if stats is None:
+                    stats = self.stats[message.tenant_id] = EngineStats()
+                stats.samples += samples
+                stats.evaluations += evaluations
+                stats.busy_s += time.perf_counter() - started
         elif isinstance(message, Event):
             if message.kind == "device_status":
                 self._device_status(message.tenant_id, str(message.data.get("node_id")), message.data.get("status"))
             elif message.kind == "namespace":
-                self._namespace_changed(message.tenant_id)
+                self._namespace_changed(message.tenant_id, only_created=set(message.data) <= {"created"})
 
     def _sample(self, rt: Runtime, role: str, u: TagUpdate) -> None:
-        if not rt.config.enabled or rt.evaluator is None:
+        if rt.evaluator is None or not rt.config.enabled:
             return
-        if isinstance(rt.config.spec, Stale) and role == ev.MAIN:
+        if rt.stale and role == ev.MAIN:
             self._arm_stale(rt)  # any sample, whatever its quality, proves the source is talking
         if u.quality is not Quality.GOOD:
             return  # a Bad or Uncertain value does not judge the process
+        if role == ev.MAIN:
+            rt.live = u.value
         if role == SUPPRESS:
             assert rt.config.suppress_when is not None
             w = rt.config.suppress_when
@@ -322,6 +362,13 @@ class AlarmEngine:
         verdict = rt.evaluator.sample(role, u.ts, u.value)
         if verdict is not None:
             rt.raw = verdict
+            a = rt.alarm
+            if (
+                verdict.condition == a.condition
+                and (not a.condition or verdict.level == a.level)
+                and rt.pending is None
+            ):
+                return  # the common case: nothing changes (the state machine would say the same)
             self._judge(rt, verdict, u.ts)
 
     def anomaly_score(self, tenant_id: int, device_node_id: str, score: float, ts: float | None = None) -> None:
@@ -336,7 +383,7 @@ class AlarmEngine:
     def _judge(self, rt: Runtime, verdict: ev.Verdict, ts: float) -> None:
         """Schedule and delays between the evaluator's verdict and the state machine."""
         if rt.config.schedule and not _inside(rt.config.schedule, ts):
-            verdict = replace(verdict, condition=False, level=None)
+            verdict = verdict._replace(condition=False, level=None)
         changing = verdict.condition != rt.alarm.condition
         spec = rt.config.spec
         delay = (spec.on_delay_s if verdict.condition else spec.off_delay_s) if changing else 0.0
@@ -442,28 +489,45 @@ class AlarmEngine:
         elif rt.alarm.suppressed:
             self._commit(rt, sm.unsuppress(rt.alarm, ts))
 
-    def _namespace_changed(self, tenant_id: int) -> None:
-        """Tags created, moved or deleted: re-resolve that tenant's conditions (in the background)."""
+    def _namespace_changed(self, tenant_id: int, *, only_created: bool = False) -> None:
+        """Nodes moved, renamed or deleted: re-resolve that tenant's conditions (in the background);
+        nodes only created: only the conditions waiting for a missing input."""
+        if only_created:
+            self._created.add(tenant_id)
+        else:
+            self._changed.add(tenant_id)
         if tenant_id in self._resolving:
             return
         self._resolving.add(tenant_id)
 
         async def again() -> None:
             try:
-                await asyncio.sleep(0.2)  # a burst of namespace events becomes one pass
-                for rt in [r for r in self.runtimes.values() if r.tenant_id == tenant_id and not r.broken]:
-                    before = set(rt.inputs), rt.problem
-                    await self._resolve(rt)
-                    if (set(rt.inputs), rt.problem) == before:
-                        continue
-                    log.info("alarm condition %s re-resolved: %s", rt.name, rt.problem or "running")
-                    rt.cancel_timers()
-                    if rt.problem is None and rt.config.enabled:
-                        self._arm(rt)
+                while tenant_id in self._changed or tenant_id in self._created:  # events during a pass: again
+                    await asyncio.sleep(0.2)  # a burst of namespace events becomes one pass
+                    everything = tenant_id in self._changed
+                    self._changed.discard(tenant_id)
+                    self._created.discard(tenant_id)
+                    for rt in [r for r in self.runtimes.values() if r.tenant_id == tenant_id and not r.broken
+                               and (everything or r.problem is not None)]:  # fmt: skip
+                        await self._re_resolve(rt)
+            except Exception:
+                log.exception("alarm engine: re-resolving the conditions of tenant %s failed", tenant_id)
             finally:
                 self._resolving.discard(tenant_id)
 
-        asyncio.get_running_loop().create_task(again())  # noqa: RUF006 - short-lived, logs its own errors
+        asyncio.get_running_loop().create_task(again())  # noqa: RUF006 - ends by itself, logs its own errors
+
+    async def _re_resolve(self, rt: Runtime) -> None:
+        if self.runtimes.get(rt.id) is not rt:
+            return  # reconfigured or removed meanwhile
+        before = set(rt.inputs), rt.problem
+        await self._resolve(rt)
+        if (set(rt.inputs), rt.problem) == before:
+            return
+        log.info("alarm condition %s re-resolved: %s", rt.name, rt.problem or "running")
+        rt.cancel_timers()
+        if rt.problem is None and rt.config.enabled:
+            self._arm(rt)
 
     # -- operator actions --------------------------------------------------------------
 
@@ -506,6 +570,10 @@ class AlarmEngine:
         if not outcome.transitions:
             return  # a new value on an alarm that did not change: shown live, not journaled
         priority = rt.priority.value
+        stats = self.stats.get(rt.tenant_id)
+        if stats is None:
+            stats = self.stats[rt.tenant_id] = EngineStats()
+        stats.transitions += len(outcome.transitions)
         for t in outcome.transitions:
             self._journal.append(JournalRecord(rt.tenant_id, rt.id, rt.name, rt.source_path, priority, t))
         self._dirty[rt.id] = (rt.tenant_id, alarm)
@@ -540,7 +608,7 @@ class AlarmEngine:
             "active": a.active, "acked": a.acked, "condition": a.condition, "latched": a.latched,
             "retained": a.retained, "priority": priority.value, "severity": SEVERITY[priority], "message": message,
             "source": rt.source.node_id if rt.source else None, "path": rt.source_path, "unit": unit,
-            "level": a.level, "value": a.value, "limit": a.limit, "active_since": a.active_since,
+            "level": a.level, "value": a.value, "live": rt.live, "limit": a.limit, "active_since": a.active_since,
             "acked_at": a.acked_at, "acked_by": a.acked_by, "changed_at": a.changed_at,
             "shelving": a.shelving.value, "shelved_until": a.shelved_until, "shelved_by": a.shelved_by,
             "shelve_reason": a.shelve_reason, "suppressed": a.suppressed, "suppressed_reason": a.suppressed_reason,

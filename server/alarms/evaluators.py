@@ -8,7 +8,7 @@ import math
 import operator
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from server.alarms.spec import (
     Anomaly,
@@ -31,8 +31,9 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
+    """A named tuple: one is made per judged sample."""
+
     condition: bool
     value: float | None = None
     limit: float | None = None
@@ -58,28 +59,26 @@ class Evaluator:
 
 
 class LimitEvaluator(Evaluator):
+    _HELD = {None: (), "hi": ("hi",), "hihi": ("hihi", "hi"), "lo": ("lo",), "lolo": ("lolo", "lo")}
+    """The levels whose limit a current level holds with the deadband (HiHi holds Hi too)."""
+
     def __init__(self, spec: Limit) -> None:
         self.spec = spec
         self.level: str | None = None
+        self.limits = [(name, limit, high) for name, limit, high in (
+            ("hihi", spec.hihi, True), ("hi", spec.hi, True), ("lolo", spec.lolo, False), ("lo", spec.lo, False),
+        ) if limit is not None]  # fmt: skip
+        self.deadband = spec.deadband
 
     def sample(self, role: str, ts: float, value: float) -> Verdict:
-        s, current = self.spec, self.level
-
-        def held(name: str) -> bool:
-            return current == name or (name == "hi" and current == "hihi") or (name == "lo" and current == "lolo")
-
-        level: str | None = None
-        for name, limit, high in (("hihi", s.hihi, True), ("hi", s.hi, True), ("lolo", s.lolo, False),
-                                  ("lo", s.lo, False)):  # fmt: skip
-            if limit is None:
-                continue
-            band = s.deadband if held(name) else 0.0
+        held = self._HELD[self.level]
+        for name, limit, high in self.limits:
+            band = self.deadband if name in held else 0.0
             if (value > limit - band) if high else (value < limit + band):
-                level = name
-                break
-        self.level = level
-        limit_value = getattr(s, level) if level else None
-        return Verdict(level is not None, value, limit_value, level)
+                self.level = name
+                return Verdict(True, value, limit, name)
+        self.level = None
+        return Verdict(False, value, None, None)
 
 
 class DeviationEvaluator(Evaluator):

@@ -139,6 +139,20 @@ class AlarmService:
             found.append(rt)
         return found
 
+    def engine_stats(self, who: Principal) -> dict[str, Any]:
+        """This tenant's share of the engine's work (every tenant's for a system administrator)."""
+        who.require(Permission.ALARMS_READ)
+        mine = [s for t, s in self.engine.stats.items() if who.is_system_admin or t == who.tenant_id]
+        samples = sum(s.samples for s in mine)
+        busy = sum(s.busy_s for s in mine)
+        conditions = sum(1 for rt in self.engine.runtimes.values()
+                         if who.is_system_admin or rt.tenant_id == who.tenant_id)  # fmt: skip
+        return {
+            "conditions": conditions, "samples": samples, "evaluations": sum(s.evaluations for s in mine),
+            "transitions": sum(s.transitions for s in mine), "busy_s": busy,
+            "us_per_sample": busy / samples * 1e6 if samples else None,
+        }  # fmt: skip
+
     async def alarm(self, who: Principal, condition_id: int) -> dict[str, Any]:
         who.require(Permission.ALARMS_READ)
         return self.engine.view(self.engine.runtime(who.tenant_id, condition_id))

@@ -72,6 +72,7 @@ class Alarm:
     level: str | None = None
     """The limit level of a limit alarm (hihi, hi, lo, lolo), else None."""
     value: float | None = None
+    """The value at the last transition (what caused it); the live value is the tag's own."""
     limit: float | None = None
     active_since: float | None = None
     acked_at: float | None = None
@@ -144,9 +145,7 @@ def evaluate(
     neither it nor its level changed — an active condition never raises a second alarm."""
     level = level if condition else None
     if condition == alarm.condition and (not condition or level == alarm.level):
-        if value is not None and value != alarm.value:
-            return Outcome(replace(alarm, value=value))  # the value is shown, not journaled
-        return Outcome(alarm)
+        return Outcome(alarm)  # `value` is the value of the last transition; the live one is the tag's
     base = replace(alarm, condition=condition, value=value if value is not None else alarm.value)
     if condition:
         base = replace(base, level=level, limit=limit if limit is not None else alarm.limit)

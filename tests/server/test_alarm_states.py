@@ -40,7 +40,7 @@ def test_the_four_states_and_their_transitions() -> None:
 def test_an_active_condition_never_raises_a_second_alarm() -> None:
     a = sm.evaluate(Alarm(), True, 1.0, value=95.0, level="hi").alarm
     again = sm.evaluate(a, True, 2.0, value=96.0, level="hi")
-    assert again.transitions == [] and again.alarm.activations == 1 and again.alarm.value == 96.0
+    assert again.transitions == [] and again.alarm is a  # the value that caused it stays 95
 
 
 def test_climbing_to_a_worse_level_needs_acknowledging_again() -> None:

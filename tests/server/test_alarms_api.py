@@ -38,7 +38,16 @@ def alarm(api: Api, condition_id: int) -> dict[str, Any]:
 
 
 def state_becomes(api: Api, condition_id: int, state: str) -> dict[str, Any]:
-    return dict(wait_for(lambda: (a := alarm(api, condition_id))["state"] == state and a, what=f"state {state}"))
+    last: dict[str, Any] = {}
+
+    def check() -> dict[str, Any] | None:
+        last.update(alarm(api, condition_id))
+        return dict(last) if last["state"] == state else None
+
+    try:
+        return dict(wait_for(check, what=f"state {state}"))
+    except AssertionError:
+        raise AssertionError(f"alarm {condition_id} never became {state}: {last}") from None
 
 
 def journal(api: Api, condition_id: int) -> list[dict[str, Any]]:
@@ -113,7 +122,8 @@ def test_kpis_count_what_the_journal_holds(tenant: TenantHandle) -> None:
         state_becomes(operator, cond["id"], "unack_active")
         send(tenant, Flow=0.0)
         state_becomes(operator, cond["id"], "unack_rtn")
-    r = tenant.users["viewer"].get("/api/v1/alarms/kpis", params={"start": time.time() - 600})
+    end = time.time() + 1
+    r = tenant.users["viewer"].get("/api/v1/alarms/kpis", params={"start": end - 600, "end": end})
     assert r.status_code == 200, r.text
     k = r.json()
     assert k["alarms"] == 4 and k["periods"] == 1 and k["flood_periods"] == 0

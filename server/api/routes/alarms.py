@@ -144,6 +144,12 @@ async def alarm_kpis(
     return await _service(ctx).kpis(who, start=t_start, end=t_end, operators=operators)
 
 
+@router.get("/alarms/engine")
+async def engine_stats(who: Caller, ctx: Ctx) -> dict[str, Any]:
+    """Samples judged, transitions, and the time the engine spent on them (this tenant's)."""
+    return _service(ctx).engine_stats(who)
+
+
 def _csv(rows: list[dict[str, Any]]) -> Iterator[str]:
     buf = io.StringIO()
     writer = csv.writer(buf)
