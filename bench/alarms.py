@@ -4,8 +4,8 @@ The real server (`python -m server.cli run`, default settings) in its own proces
 is the load generator (the lean keep-alive HTTP client of bench.ingest_latency) and the stream
 client. Namespace: `--devices` devices × `--tags` tags (default 1,000 × 10 = 10k tags), one limit
 condition per tag (hi 90, deadband 1): 10k conditions. Load: open loop, `--rate` POSTs per
-second of one device's tags (default 1,000 × 10 = 10k samples/s), every sample stamped with the
-send time. Values sit at 50 except each probe tag (T0 of every `--probe-every`-th device), which
+second, each of `--batch` devices' tags (default 100 × 10 × 10 = 10k samples/s), every sample
+stamped with the send time. Values sit at 50 except each probe tag (T0 of every `--probe-every`-th device), which
 alternates 95 / 50 on each message of its device: one alarm transition per probe message.
 
 Two phases on the same server and namespace, `--duration` s each after `--warmup` s:
@@ -17,7 +17,7 @@ Engine time per sample: what the server's engine measured itself (`GET /api/v1/a
 perf_counter around each batch it judges) over the alarm phase; beside it the difference in the
 server's CPU between the two phases per sample (noisier: it also holds the stream's events).
 
-    python -m bench.alarms [--devices 1000] [--tags 10] [--rate 1000] [--duration 15]
+    python -m bench.alarms [--devices 1000] [--tags 10] [--rate 100] [--batch 10] [--duration 15]
 """
 
 from __future__ import annotations
@@ -123,12 +123,16 @@ async def phase(base: str, token: str, a: argparse.Namespace, pid: int, probes: 
         flip: dict[int, bool] = {}
 
         async def post(i: int) -> None:
-            d = i % a.devices
-            values = {f"T{k}": 50.0 for k in range(a.tags)}
-            if d % a.probe_every == 0:
-                flip[d] = not flip.get(d, False)
-                values["T0"] = 95.0 if flip[d] else 50.0
-            body = json.dumps({"device": f"Plant1/Dev{d:04d}", "ts": time.time(), "values": values}).encode()
+            items = []
+            now = time.time()
+            for j in range(a.batch):
+                d = (i * a.batch + j) % a.devices
+                values = {f"T{k}": 50.0 for k in range(a.tags)}
+                if d % a.probe_every == 0:
+                    flip[d] = not flip.get(d, False)
+                    values["T0"] = 95.0 if flip[d] else 50.0
+                items.append({"device": f"Plant1/Dev{d:04d}", "ts": now, "values": values})
+            body = json.dumps(items).encode()
             try:
                 if await client.post("/api/v1/telemetry", body) != 201:
                     errors[0] += 1
@@ -201,7 +205,7 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
             after = await engine(server.base, token)
         finally:
             server.stop()
-    samples_s = alarm["rate"] * a.tags
+    samples_s = alarm["rate"] * a.tags * a.batch
     judged = after["samples"] - before["samples"]
     engine_us = (after["busy_s"] - before["busy_s"]) / judged * 1e6 if judged else float("nan")
     differential_us = (alarm["server_cpu"] - base["server_cpu"]) / samples_s * 1e6
@@ -234,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--devices", type=int, default=1000)
     p.add_argument("--tags", type=int, default=10, help="tags per device, each with a limit condition")
-    p.add_argument("--rate", type=float, default=1000, help="POSTs per second (one device's tags each)")
+    p.add_argument("--rate", type=float, default=100, help="POSTs per second")
+    p.add_argument("--batch", type=int, default=10, help="devices per POST (all their tags)")
     p.add_argument("--probe-every", type=int, default=10, help="every n-th device's T0 alternates 95 / 50")
     p.add_argument("--duration", type=float, default=15)
     p.add_argument("--warmup", type=float, default=3)
@@ -250,9 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         f"Real server in its own process (default settings, CoAP and OPC UA off), this process the load generator "
         f"and stream client. {a.devices:,} devices × {a.tags} tags, one limit condition per tag (hi 90, deadband 1); "
-        f"open loop {a.rate:g} POST/s of {a.tags} values ({a.rate * a.tags:,.0f} samples/s), every "
-        f"{a.probe_every}th device's T0 alternating 95/50 (one transition per probe message, "
-        f"{a.rate / a.probe_every:.0f}/s); {a.duration:g} s measured after {a.warmup:g} s per phase. CPU shares are "
+        f"open loop {a.rate:g} POST/s of {a.batch} devices × {a.tags} values ({a.rate * a.batch * a.tags:,.0f} "
+        f"samples/s), every {a.probe_every}th device's T0 alternating 95/50 (one transition per probe sample, "
+        f"{a.rate * a.batch / a.probe_every:.0f}/s); {a.duration:g} s measured after {a.warmup:g} s per phase. "
+        "CPU shares are "
         "% of one core (200% = both cores).",
     ]
     for backend in BACKENDS if a.backend == "both" else (a.backend,):

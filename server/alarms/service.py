@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from server.alarms import kpis as kpi
 from server.alarms.engine import AlarmEngine, Runtime
 from server.alarms.repository import AlarmRepository, JournalEntry, StoredCondition
@@ -20,6 +18,7 @@ from server.domain.errors import DomainError, InvalidInput
 from server.domain.namespace import in_subtree
 from server.domain.permissions import Permission
 from server.domain.principal import Principal
+from server.domain.validation import validated
 from server.storage.repositories.audit import AuditRepository
 from server.storage.repositories.nodes import NodeRepository
 
@@ -280,9 +279,4 @@ MAX_SHELVE_LOOKBACK_S = 30 * 86_400.0
 
 def parse_config(doc: dict[str, Any]) -> ConditionConfig:
     """A config from a request body, as a 422 with the field path when it is wrong."""
-    try:
-        return ConditionConfig.model_validate(doc)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"{where}: {first['msg']}", field=where) from None
+    return validated(ConditionConfig, doc)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from server.domain.errors import InvalidInput, NotFound
 from server.domain.permissions import Permission
 from server.domain.principal import Principal
+from server.domain.validation import validated
 from server.notify.dispatcher import Notifier
 from server.notify.repository import Delivery, NotifyRepository
 from server.notify.senders import Attempt
@@ -21,15 +22,6 @@ from server.storage.repositories.audit import AuditRepository
 MODELS: dict[str, type[BaseModel]] = {"channel": ChannelConfig, "policy": PolicyConfig, "schedule": ScheduleConfig}
 SECRET_FIELDS = ("password", "secret")
 MASK = "********"
-
-
-def _validate(model: type[BaseModel], doc: dict[str, Any]) -> BaseModel:
-    try:
-        return model.model_validate(doc)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"{where}: {first['msg']}", field=where) from None
 
 
 def masked(doc: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +52,7 @@ class NotifyService:
         doc = {**doc, "name": name}
         if kind == "channel":
             doc = await self._keep_secrets(who.tenant_id, name, doc)
-        config = _validate(MODELS[kind], doc).model_dump(mode="json")
+        config = validated(MODELS[kind], doc).model_dump(mode="json")
         await self.repo.put(who.tenant_id, kind, name, config)
         await self.audit.record(who.tenant_id, who.subject, f"notify.{kind}.put", name, detail=masked(config))
         return masked(config)
@@ -104,7 +96,7 @@ class NotifyService:
     async def set_preferences(self, who: Principal, doc: dict[str, Any]) -> dict[str, Any]:
         if who.kind != "user":
             raise InvalidInput("notification preferences belong to users, not API keys")
-        config = _validate(Preferences, doc).model_dump(mode="json")
+        config = validated(Preferences, doc).model_dump(mode="json")
         await self.repo.put(who.tenant_id, "prefs", who.subject, config)
         return config
 
