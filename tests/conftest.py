@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
-from tests.support import BACKENDS, LiveServer, TenantHandle, database_url, make_settings
+from tests.notify_support import Mailbox, Receiver
+from tests.support import BACKENDS, LiveServer, TenantHandle, database_url, free_port, make_settings
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -38,3 +40,24 @@ def tenant(live: LiveServer) -> TenantHandle:
 @pytest.fixture
 def other_tenant(live: LiveServer) -> TenantHandle:
     return live.new_tenant("other")
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server (aiosmtpd) on loopback, collecting what it receives."""
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()

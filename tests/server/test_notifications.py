@@ -4,95 +4,17 @@ sent. Both backends, like every database-backed suite."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import threading
 import time
-from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.support import TenantHandle, free_port, wait_for
+from tests.notify_support import SECRET, Mailbox, Receiver
+from tests.support import TenantHandle, wait_for
 
 DEVICE = "Plant1/Area1/Pump7"
 FLOW = f"{DEVICE}/Flow"
-SECRET = "a-webhook-secret-of-some-length"
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], Message]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
-        return "250 OK"
-
-    def to(self, address: str) -> list[Message]:
-        return [m for rcpt, m in self.messages if address in rcpt]
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[tuple[Mailbox, int]]:
-    box, port = Mailbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box, port
-    finally:
-        controller.stop()
-
-
-class Receiver:
-    """A webhook receiver: records each request, verifies the signature, answers per plan."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.plan: list[tuple[int, dict[str, str]]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                stamp = self.headers.get("X-IIoT-Timestamp", "")
-                expected = "sha256=" + hmac.new(SECRET.encode(), stamp.encode() + b"." + body,
-                                                hashlib.sha256).hexdigest()  # fmt: skip
-                outer.requests.append({
-                    "path": self.path, "host": self.headers.get("Host"), "body": body,
-                    "valid": hmac.compare_digest(expected, self.headers.get("X-IIoT-Signature", "")),
-                    "fresh": abs(time.time() - int(stamp or 0)) < 300,
-                })  # fmt: skip
-                status, headers = outer.plan.pop(0) if outer.plan else (200, {})
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
 
 
 def setup_channels(tenant: TenantHandle, smtp_port: int, receiver: Receiver) -> None:
