@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -177,13 +178,29 @@ async def engine(base: str, token: str) -> dict[str, Any]:
         return dict(r.json())
 
 
+def gc_pauses(path: Path) -> str:
+    """The server's garbage collections over the whole run (diagnostic launcher bench._server_diag)."""
+    data = json.loads(path.read_text())
+    parts = []
+    for gen in (0, 1, 2):
+        pauses = sorted(p for g, _, p in data["events"] if g == gen)
+        if pauses:
+            long = sum(1 for p in pauses if p > 0.05)
+            parts.append(f"gen{gen} ×{len(pauses)} (median {percentile(pauses, 50) * 1000:.1f} ms, max "
+                         f"{pauses[-1] * 1000:.0f} ms, {long} over 50 ms)")  # fmt: skip
+    return (
+        f"Diagnostic gc log of the whole server run: {', '.join(parts)}; {data['tracked']:,} objects tracked at exit."
+    )
+
+
 def ms(x: float) -> str:
     return f"{x * 1000:.1f} ms"
 
 
 async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row], str]:
     async with bench_database(backend) as db:
-        server = ServerProcess(db.url, db.tmp)
+        gc_log = db.tmp / "gc.json" if a.gc_log else None
+        server = ServerProcess(db.url, db.tmp, gc_log=gc_log)
         server.env["IIOT_OPCUA_PORT"] = "0"
         server.env["IIOT_COAP_PORT"] = "0"
         server.start()
@@ -205,6 +222,7 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
             after = await engine(server.base, token)
         finally:
             server.stop()
+        gc_note = gc_pauses(gc_log) if gc_log is not None and gc_log.exists() else ""
     samples_s = alarm["rate"] * a.tags * a.batch
     judged = after["samples"] - before["samples"]
     engine_us = (after["busy_s"] - before["busy_s"]) / judged * 1e6 if judged else float("nan")
@@ -228,6 +246,7 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
         f"{base['machine'] * 100:.0f}%. Alarms: {alarm['rate']:.0f} req/s ({alarm['late']} late), "
         f"{len(alarm['lat']):,} activations/clearings measured of {alarm['events']:,} alarm events, "
         f"{alarm['errors']} errors, machine {alarm['machine'] * 100:.0f}%; max {ms(max(alarm['lat'], default=0))}."
+        + (f" {gc_note}" if gc_note else "")
     )
     print(f"  {backend}: " + "; ".join(f"{r.figure}: {r.value} vs {r.baseline}" for r in rows), flush=True)
     return rows, note
@@ -245,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=3)
     p.add_argument("--max-quiet-wait", type=float, default=120)
     p.add_argument("--backend", choices=[*BACKENDS, "both"], default="sqlite")
+    p.add_argument("--gc-log", action="store_true", help="diagnostic: log the server's gc pauses (bench._server_diag)")
     p.add_argument("--no-doc", action="store_true")
     a = p.parse_args(args)
     with contextlib.suppress(ImportError):
