@@ -178,6 +178,11 @@ async def engine(base: str, token: str) -> dict[str, Any]:
         return dict(r.json())
 
 
+SETTLE_S = 12.0
+"""After building the namespace and after creating the conditions: the server's gc freezer runs
+10 s after the last configuration change (what a plant sees once its engineers are done)."""
+
+
 def gc_pauses(path: Path) -> str:
     """The server's garbage collections over the whole run (diagnostic launcher bench._server_diag)."""
     data = json.loads(path.read_text())
@@ -210,11 +215,13 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
             t = time.perf_counter()
             probes = await build(server.base, token, a)
             built_s = time.perf_counter() - t
+            await asyncio.sleep(SETTLE_S)  # the server freezes the new long-lived objects (server/gc_freezer.py)
             quiet = wait_for_quiet(max_wait=a.max_quiet_wait)
             print(f"  {backend}: {a.devices * a.tags:,} tags in {built_s:.0f} s; baseline …", flush=True)
             base = await phase(server.base, token, a, server.proc.pid, probes, alarms=False)
             configured_s = await conditions(server.base, token, a)
             print(f"  {backend}: {a.devices * a.tags:,} conditions in {configured_s:.0f} s; alarms …", flush=True)
+            await asyncio.sleep(SETTLE_S)
             wait_for_quiet(max_wait=a.max_quiet_wait)
             token = await login(server.base)
             before = await engine(server.base, token)

@@ -21,6 +21,7 @@ from server.api.app import create_api
 from server.api.deps import ApiContext
 from server.bus import Bus
 from server.config import ConfigError, Settings
+from server.gc_freezer import GcFreezer
 from server.ingest.adapter import Adapter, IngestContext
 from server.ingest.dead_letters import DeadLetterRepository
 from server.ingest.live_cache import LiveCache
@@ -148,6 +149,8 @@ class Server:
         # otherwise stop the event loop ~100 ms to walk them (seen in the latency benchmark).
         gc.collect()
         gc.freeze()
+        freezer = GcFreezer(self.bus)  # and again after bursts of run-time configuration
+        self._stack.callback(freezer.close)
         log.info("iiot-server started on %s", self.db.display_url)
 
     async def stop(self) -> None:

@@ -304,6 +304,7 @@ class AlarmEngine:
         if not rt.config.enabled and rt.alarm.retained:  # disabled: nothing stays on the summary
             self._commit(rt, Outcome(Alarm(), [sm.Transition("disabled", rt.alarm.state, sm.AlarmState.NORMAL,
                                                              self.clock(), stored.updated_by)]))  # fmt: skip
+        self.bus.publish(Event(rt.tenant_id, "alarm_conditions", {"id": rt.id, "action": "configured"}))
         return rt
 
     async def remove(self, condition_id: int) -> None:
@@ -314,6 +315,7 @@ class AlarmEngine:
         self._unindex(rt)
         self._dirty.pop(condition_id, None)
         self._publish(rt, removed=True)
+        self.bus.publish(Event(rt.tenant_id, "alarm_conditions", {"id": rt.id, "action": "removed"}))
 
     # -- values ------------------------------------------------------------------------
 

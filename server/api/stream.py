@@ -66,7 +66,7 @@ class _Client:
                 asyncio.get_running_loop().create_task(self.refresh_subtrees())  # noqa: RUF006
             if message.kind == "command" and not self.who.can(Permission.DEVICES_COMMAND):
                 return  # a command's arguments are for those who may send one
-            if message.kind == "alarm" and not self.who.can(Permission.ALARMS_READ):
+            if message.kind in ("alarm", "alarm_conditions") and not self.who.can(Permission.ALARMS_READ):
                 return
             if message.kind != "namespace" or self.tags or self.subtrees:
                 if len(self.events) == self.events.maxlen:
