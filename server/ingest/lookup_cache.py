@@ -35,11 +35,6 @@ class LookupCache(Generic[K, V]):
             pending.add_done_callback(partial(self._done, key))
         return await asyncio.shield(pending)  # a caller that gives up doesn't cancel the others' lookup
 
-    def peek(self, key: K) -> V | None:
-        """The answer if one is held (expired or not), without a lookup."""
-        hit = self._entries.get(key)
-        return hit[1] if hit is not None else None
-
     def _done(self, key: K, done: asyncio.Future[V]) -> None:
         if self._pending.get(key) is done:
             del self._pending[key]
