@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 from server.simulator import parser, run
 from tests.notify_support import SECRET, Mailbox, Receiver
@@ -15,17 +16,19 @@ from tests.support import LiveServer, TenantHandle, wait_for
 VIBRATION = "Plant1/Area1/Pump1/Vibration"
 
 
-def simulate(live: LiveServer, tenant: TenantHandle, *extra: str) -> None:
+def simulate(live: LiveServer, tenant: TenantHandle, truth: Path, *extra: str) -> None:
     args = parser().parse_args(["--server", live.base, "--tenant", tenant.name, "--username", "admin",
-                                "--password", "admin-password", "--devices", "1", *extra])  # fmt: skip
+                                "--password", "admin-password", "--devices", "1", "--ground-truth", str(truth),
+                                *extra])  # fmt: skip
     asyncio.run(run(args))
 
 
 def test_simulated_spike_to_acknowledged_shelved_journaled_and_notified(
-    live: LiveServer, tenant: TenantHandle, smtp: tuple[Mailbox, int], receiver: Receiver
+    live: LiveServer, tenant: TenantHandle, smtp: tuple[Mailbox, int], receiver: Receiver, tmp_path: Path
 ) -> None:
     box, port = smtp
-    simulate(live, tenant, "--period", "0.05", "--count", "2")  # the plant exists, vibration ~2 mm/s
+    truth = tmp_path / "ground-truth.jsonl"  # not the default in the working directory
+    simulate(live, tenant, truth, "--period", "0.05", "--count", "2")  # the plant exists, vibration ~2 mm/s
     eng = tenant.engineer
     eng.put("/api/v1/notifications/allowlist", json={"allowlist": ["127.0.0.1"]})
     eng.put("/api/v1/notifications/channels/shift-mail", json={"channel": {
@@ -40,7 +43,7 @@ def test_simulated_spike_to_acknowledged_shelved_journaled_and_notified(
     assert r.status_code == 201, r.text
     cid = r.json()["id"]
 
-    simulate(live, tenant, "--period", "0.05", "--count", "10", "--fault", "spike:Pump1/Vibration@0.1+0.1:7.5")
+    simulate(live, tenant, truth, "--period", "0.05", "--count", "10", "--fault", "spike:Pump1/Vibration@0.1+0.1:7.5")
     operator, supervisor = tenant.users["operator"], tenant.users["supervisor"]
     alarm = wait_for(lambda: (a := operator.get(f"/api/v1/alarms/{cid}").json())["activations"] >= 1 and a,
                      what="the vibration alarm")  # fmt: skip
@@ -52,7 +55,7 @@ def test_simulated_spike_to_acknowledged_shelved_journaled_and_notified(
     r = operator.post(f"/api/v1/alarms/{cid}/acknowledge", json={"comment": "walking to pump 1"})
     assert r.status_code == 200 and r.json()["acked_by"] == "operator", r.text
     simulate(  # vibration high again, for a while: the supervisor shelves it until the bearing is changed
-        live, tenant, "--period", "0.05", "--count", "3", "--fault", "spike:Pump1/Vibration@0+1:7.5"
+        live, tenant, truth, "--period", "0.05", "--count", "3", "--fault", "spike:Pump1/Vibration@0+1:7.5"
     )
     r = supervisor.post(f"/api/v1/alarms/{cid}/shelve", json={"reason": "bearing change tomorrow",
                                                                 "duration_s": 3600})  # fmt: skip
