@@ -153,6 +153,8 @@ def test_telemetry_single_batch_and_node_id_topic(live: LiveServer) -> None:
     assert [v for _, v, _ in flow] == [1.5, 11.0, 12.0, 13.0]
     assert [round(ts - base, 3) for ts, _, _ in flow] == [0, 1, 2, 3]
     assert [v for _, v, _ in history(t.engineer, f"{DEVICE}/Pressure")] == [21.0, 22.0, 23.0]
+    # the last message may still be on its way: its tag exists only once it was ingested
+    wait_for(lambda: t.engineer.get(f"/api/v1/nodes/{DEVICE}/Speed").status_code == 200, what="the created tag")
     wait_for(lambda: history(t.engineer, f"{DEVICE}/Speed"), what="the created tag's value")
     s = wait_for(lambda: stats(t.engineer).get("accepted") == 8 and stats(t.engineer))
     assert s["received"] == 8 and s["rejected"] == {} and s["dead_lettered"] == 0
