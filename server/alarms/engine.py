@@ -332,9 +332,7 @@ class AlarmEngine:
                     for rt, role in entries:
                         self._sample(rt, role, u)
             if samples:
-                stats = self.stats.get(message.tenant_id)
-                if stats is None:
-                    stats = self.stats[message.tenant_id] = EngineStats()
+                stats = self._stats(message.tenant_id)
                 stats.samples += samples
                 stats.evaluations += evaluations
                 stats.busy_s += time.perf_counter() - started
@@ -343,6 +341,12 @@ class AlarmEngine:
                 self._device_status(message.tenant_id, str(message.data.get("node_id")), message.data.get("status"))
             elif message.kind == "namespace":
                 self._namespace_changed(message.tenant_id, only_created=set(message.data) <= {"created"})
+
+    def _stats(self, tenant_id: int) -> EngineStats:
+        stats = self.stats.get(tenant_id)
+        if stats is None:
+            stats = self.stats[tenant_id] = EngineStats()
+        return stats
 
     def _sample(self, rt: Runtime, role: str, u: TagUpdate) -> None:
         if rt.evaluator is None or not rt.config.enabled:
@@ -572,10 +576,7 @@ class AlarmEngine:
         if not outcome.transitions:
             return  # a new value on an alarm that did not change: shown live, not journaled
         priority = rt.priority.value
-        stats = self.stats.get(rt.tenant_id)
-        if stats is None:
-            stats = self.stats[rt.tenant_id] = EngineStats()
-        stats.transitions += len(outcome.transitions)
+        self._stats(rt.tenant_id).transitions += len(outcome.transitions)
         for t in outcome.transitions:
             self._journal.append(JournalRecord(rt.tenant_id, rt.id, rt.name, rt.source_path, priority, t))
         self._dirty[rt.id] = (rt.tenant_id, alarm)

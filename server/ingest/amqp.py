@@ -199,12 +199,16 @@ class AmqpAdapter:
             if not self._arrived:
                 continue
             batch, self._arrived = self._arrived, []
-            try:
-                works = [w for w in [await self._decode(m) for m in batch] if w is not None]
-            except Exception:  # a bug in decoding: nothing is lost, the broker redelivers
-                log.exception("amqp: decoding a batch failed; its messages are requeued")
-                await asyncio.gather(*(self._settle(m, requeue=True) for m in batch))
-                continue
+            works: list[_Work] = []
+            for done, message in enumerate(batch):
+                try:
+                    work = await self._decode(message)
+                except Exception:  # a bug in decoding: nothing is lost, the broker redelivers
+                    log.exception("amqp: decoding a batch failed; its undecoded messages are requeued")
+                    await asyncio.gather(*(self._settle(m, requeue=True) for m in batch[done:]))
+                    break
+                if work is not None:
+                    works.append(work)
             if works:
                 self._tail = asyncio.create_task(self._store(works, self._tail))
 
