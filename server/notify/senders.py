@@ -147,6 +147,9 @@ def _pinned_url(t: ssrf.Target) -> str:
 
 
 class EmailSender:
+    def __init__(self, retry_delays: tuple[float, ...] = RETRY_DELAYS_S) -> None:
+        self.retry_delays = retry_delays
+
     async def send(
         self, channel: EmailChannel, recipients: list[str], subject: str, text: str, html: str
     ) -> list[Attempt]:
@@ -156,27 +159,57 @@ class EmailSender:
         message["Subject"] = subject
         message.set_content(text)
         message.add_alternative(html, subtype="html")
-        tls = channel.security == "tls"
-        context = ssl.create_default_context()
-        if not channel.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        context = email_tls_context(channel)
         attempts: list[Attempt] = []
-        for delay in (0.0, *RETRY_DELAYS_S):
+        for delay in (0.0, *self.retry_delays):
             if delay:
                 await asyncio.sleep(delay)
             try:
                 await aiosmtplib.send(
-                    message, hostname=channel.host, port=channel.port, use_tls=tls,
+                    message, hostname=channel.host, port=channel.port, use_tls=channel.security == "tls",
                     start_tls=channel.security == "starttls",
                     username=channel.username, password=channel.password, timeout=channel.timeout_s,
-                    tls_context=context if channel.security != "none" else None,
+                    tls_context=context,
                 )  # fmt: skip
                 attempts.append(Attempt(time.time(), "sent", None, f"to {len(recipients)} recipient(s)"))
                 return attempts
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                attempts.append(Attempt(time.time(), "failed", None, f"recipients refused: {exc}"[:500]))
-                return attempts
             except (aiosmtplib.SMTPException, OSError) as exc:
-                attempts.append(Attempt(time.time(), "failed", None, f"{type(exc).__name__}: {exc}"[:500]))
+                detail, final = _smtp_failure(exc)
+                attempts.append(Attempt(time.time(), "failed", None, detail[:500]))
+                if final:
+                    return attempts
         return attempts
+
+
+def email_tls_context(channel: EmailChannel) -> ssl.SSLContext | None:
+    """What the channel trusts: the system's CAs, only its own `tls_ca_pem`, or (a lab relay,
+    `verify_tls` false) anything. None for a plain connection."""
+    if channel.security == "none":
+        return None
+    if channel.tls_ca_pem is not None:
+        return ssl.create_default_context(cadata=channel.tls_ca_pem)
+    context = ssl.create_default_context()
+    if not channel.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _smtp_failure(exc: BaseException) -> tuple[str, bool]:
+    """A reason a person can act on, and whether trying again could help. A refused login,
+    an untrusted certificate, a server without STARTTLS or a permanent (5xx) answer stay as
+    they are: retrying would only repeat them (and a password tried four times may lock the
+    account)."""
+    cause = exc if isinstance(exc, ssl.SSLCertVerificationError) else exc.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return (f"TLS certificate not trusted: {cause.verify_message or cause}; trust the server's CA with "
+                "tls_ca_pem (or, for a lab relay only, set verify_tls false)", True)  # fmt: skip
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return f"login refused by the server: {exc.code} {exc.message}", exc.code >= 500
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return f"recipients refused: {exc}", True
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 500:
+        return f"refused by the server: {exc.code} {exc.message}", True
+    if type(exc) is aiosmtplib.SMTPException:  # what the client checks itself: STARTTLS or AUTH not offered
+        return f"{exc}", True
+    return f"{type(exc).__name__}: {exc}", False

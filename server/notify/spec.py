@@ -3,9 +3,10 @@ schedules and each user's preferences. Validated on every write; stored as JSON.
 
 from __future__ import annotations
 
+import ssl
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.domain.alarms import Priority
 
@@ -27,7 +28,33 @@ class EmailChannel(_Strict):
     sender: str = Field(min_length=3, max_length=320)
     recipients: list[str] = Field(default_factory=list, description="fixed recipients, besides users and on-call")
     verify_tls: bool = True
+    tls_ca_pem: str | None = Field(
+        None, max_length=65_536,
+        description="PEM certificate(s) trusted instead of the system's CAs: a private CA or a lab relay's own",
+    )  # fmt: skip
     timeout_s: float = Field(10.0, gt=0, le=60)
+
+    @field_validator("tls_ca_pem")
+    @classmethod
+    def _pem(cls, v: str | None) -> str | None:
+        """Parsed on write, so a pasted key or a truncated certificate is a 422, not a failed alarm mail."""
+        if v is None or not v.strip():
+            return None
+        try:
+            ssl.create_default_context(cadata=v)
+        except (ValueError, ssl.SSLError) as exc:
+            raise ValueError(f"tls_ca_pem is not a PEM certificate: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _security(self) -> EmailChannel:
+        if self.security == "none" and (self.username or self.password):
+            raise ValueError("a login needs security starttls or tls: the password is never sent in clear")
+        if self.tls_ca_pem is not None and self.security == "none":
+            raise ValueError("tls_ca_pem needs security starttls or tls")
+        if self.tls_ca_pem is not None and not self.verify_tls:
+            raise ValueError("tls_ca_pem is what verification trusts: it makes no sense with verify_tls false")
+        return self
 
 
 class WebhookChannel(_Strict):
