@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     amqp_url: str = Field("", description="empty: AMQP ingestion off; e.g. amqp://guest:guest@127.0.0.1/")
     amqp_exchange: str = "iiot"
     amqp_queue: str = "iiot.telemetry"
-    amqp_prefetch: int = Field(1000, ge=1, le=65535)
+    amqp_prefetch: int = Field(
+        3000, ge=1, le=65535, description="unacknowledged messages in flight; the rate is about prefetch / commit cycle"
+    )
     coap_host: str = "127.0.0.1"
     coap_port: int = Field(5683, ge=0, le=65535, description="0: CoAP off")
     opcua_host: str = "127.0.0.1"

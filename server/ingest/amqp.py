@@ -23,11 +23,15 @@ as dead letters under `amqp` (`/api/v1/ingest/stats`, `/api/v1/ingest/dead-lette
 historian or database failure requeues after a pause; an unexpected error requeues once,
 then dead-letters. Reconnects are counted under the unattributed (system) stats.
 
-Throughput: deliveries are taken in batches (whatever has arrived; the broker sends at most
-`amqp_prefetch` unacknowledged), each tenant's messages of a batch go to the pipeline in one
-call, and a batch is acknowledged with one `basic.ack(multiple)` once it and every batch
-before it are settled. The prefetch bounds the rate: about prefetch / commit time, so it is
-sized for the historian's commits under load (a linger of 50 ms plus the write).
+Throughput: aio-pika declares the topology and keeps the connection (robust: it reconnects and
+restores the channel, QoS and declarations), but the consumer sits on the underlying aiormq
+channel and is registered again whenever the channel reopens: aio-pika's per-delivery wrapper
+(an `IncomingMessage` and a second task per delivery) cost as much as the rest of the bare
+consumer. Deliveries are taken in batches — whatever has arrived while at most
+`BATCHES_IN_FLIGHT` earlier batches are being stored, so batches grow with the load — each
+tenant's messages of a batch go to the pipeline in one call, and a batch is acknowledged with
+one `basic.ack(multiple)` once it and every batch before it are settled. The prefetch (the
+broker sends at most `amqp_prefetch` unacknowledged) bounds what is in flight.
 
 Tenancy: the tenant is the routing key's second word; anyone who may publish to the exchange
 may name any tenant. Restrict publishers at the broker with RabbitMQ topic permissions, e.g.
@@ -47,7 +51,8 @@ from functools import partial
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aiormq.abc import AbstractChannel, DeliveredMessage
 
 from server.domain.errors import DomainError
 from server.ingest.adapter import Adapter, Backoff, IngestContext
@@ -66,6 +71,8 @@ TENANT_CACHE_S = 5.0
 RETRY_PAUSE_S = 1.0
 """A message the historian could not store waits this long before it goes back to the queue."""
 STOP_GRACE_S = 10.0
+BATCHES_IN_FLIGHT = 2
+"""Batches being stored at once; while they are, deliveries gather into the next, larger batch."""
 JSON_TYPES = {"application/json", "text/json"}
 PLAIN_ENCODINGS = {"identity", "utf-8", "utf8"}
 
@@ -90,11 +97,14 @@ class AmqpAdapter:
         self.prefetch = settings.amqp_prefetch
         self.max_bytes, self.max_items = settings.max_payload_bytes, settings.max_telemetry_items
         self.connection: AbstractRobustConnection | None = None
-        self._queue: AbstractQueue | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._raw: AbstractChannel | None = None
+        """The aiormq channel under the robust one, where the consumer is registered."""
         self._consumer_tag: str | None = None
         self._task: asyncio.Task[None] | None = None
-        self._arrived: list[AbstractIncomingMessage] = []
+        self._arrived: list[DeliveredMessage] = []
         self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
         self._batcher: asyncio.Task[None] | None = None
         self._tail: asyncio.Task[None] | None = None
         """The newest batch being stored; each batch waits for the one before it to settle."""
@@ -113,9 +123,11 @@ class AmqpAdapter:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._queue is not None and self._consumer_tag is not None:
+        if self._channel is not None:
+            self._channel.reopen_callbacks.discard(self._reopened)
+        if self._raw is not None and self._consumer_tag is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._queue.cancel(self._consumer_tag), 5)
+                await asyncio.wait_for(self._raw.basic_cancel(self._consumer_tag), 5)
         await asyncio.sleep(0)  # deliveries already dispatched reach the batcher
         if self._batcher is not None:
             self._batcher.cancel()  # it only waits between batches: what it took is in a _store task
@@ -125,7 +137,7 @@ class AmqpAdapter:
         if self.connection is not None:
             with contextlib.suppress(Exception):
                 await self.connection.close()
-        self.connection, self._queue, self._consumer_tag = None, None, None
+        self.connection, self._channel, self._raw, self._consumer_tag = None, None, None, None
         self.ready.clear()
 
     async def _connect(self) -> None:
@@ -160,6 +172,7 @@ class AmqpAdapter:
 
     async def _declare(self, connection: AbstractRobustConnection) -> None:
         channel = await connection.channel()
+        assert isinstance(channel, AbstractRobustChannel)  # a robust connection opens robust channels
         await channel.set_qos(prefetch_count=self.prefetch)
         exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
         await channel.declare_queue(self.dlq_name, durable=True)
@@ -169,8 +182,24 @@ class AmqpAdapter:
             arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.dlq_name},
         )
         await queue.bind(exchange, BINDING)
-        self._consumer_tag = await queue.consume(self._on_message)
-        self._queue = queue
+        self._channel = channel
+        channel.reopen_callbacks.add(self._reopened)
+        await self._consume(channel)
+
+    async def _consume(self, channel: AbstractRobustChannel) -> None:
+        raw = await channel.get_underlay_channel()
+        ok = await raw.basic_consume(self.queue_name, self._on_message, consumer_tag=self._consumer_tag)
+        self._raw, self._consumer_tag = raw, ok.consumer_tag
+
+    async def _reopened(self, channel: AbstractRobustChannel | None) -> None:
+        """aio-pika restored the channel after a reconnect (its own consumers only): consume again."""
+        channel = channel or self._channel
+        if channel is None:  # stopped meanwhile
+            return
+        try:
+            await self._consume(channel)
+        except Exception as exc:  # aio-pika gathers callbacks and drops their errors: say it here
+            log.error("amqp: could not consume %s again after a reconnect (%s)", self.queue_name, exc)
 
     def _reconnected(self, *_: Any) -> None:
         self.ctx.stats(SOURCE).reconnects += 1
@@ -179,8 +208,8 @@ class AmqpAdapter:
     async def _tenant(self, name: str) -> Tenant | None:
         return await self._tenants.get(name, partial(self.ctx.tenant, name))
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        """aio-pika's callback per delivery: only queue it; the batcher takes whatever has arrived."""
+    async def _on_message(self, message: DeliveredMessage) -> None:
+        """aiormq's callback per delivery: only queue it; the batcher takes whatever has arrived."""
         self._arrived.append(message)
         if self._batcher is None or self._batcher.done():
             self._batcher = asyncio.create_task(self._take_batches(), name="amqp-batches")
@@ -192,12 +221,15 @@ class AmqpAdapter:
         The broker sends at most `prefetch` unacknowledged messages, which bounds the work in
         flight. Batches are stored concurrently but settled in order: a batch's acknowledgement
         (`multiple`, one frame for the batch) covers every earlier delivery still unsettled on
-        the channel, so it may only go once the batches before it are settled."""
+        the channel, so it may only go once the batches before it are settled. At most
+        `BATCHES_IN_FLIGHT` are stored at once: under load the next batch gathers meanwhile, so
+        the pipeline's per-call cost is paid once per many messages."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             if not self._arrived:
                 continue
+            await self._slots.acquire()
             batch, self._arrived = self._arrived, []
             works: list[_Work] = []
             for done, message in enumerate(batch):
@@ -211,8 +243,11 @@ class AmqpAdapter:
                     works.append(work)
             if works:
                 self._tail = asyncio.create_task(self._store(works, self._tail))
+                self._tail.add_done_callback(lambda _: self._slots.release())
+            else:
+                self._slots.release()
 
-    async def _decode(self, message: AbstractIncomingMessage) -> _Work | None:
+    async def _decode(self, message: DeliveredMessage) -> _Work | None:
         """The message's tenant and items, or None when it was dead-lettered for its form."""
         key = message.routing_key or ""
         origin = f"{self.exchange_name}:{key}"[:500]
@@ -226,11 +261,12 @@ class AmqpAdapter:
         if tenant is None:
             await self._dead(message, None, origin, DecodeError("unknown_tenant", f"no active tenant {parts[1]!r}"))
             return None
-        content_type = (message.content_type or "").split(";")[0].strip().lower()
-        encoding = (message.content_encoding or "").strip().lower()
+        properties = message.header.properties
+        content_type = (properties.content_type or "").split(";")[0].strip().lower()
+        encoding = (properties.content_encoding or "").strip().lower()
         if (content_type and content_type not in JSON_TYPES) or (encoding and encoding not in PLAIN_ENCODINGS):
             detail = (
-                f"Content-Type {message.content_type!r} / Content-Encoding {message.content_encoding!r} "
+                f"Content-Type {properties.content_type!r} / Content-Encoding {properties.content_encoding!r} "
                 "is not supported; send uncompressed application/json"
             )
             await self._dead(message, tenant.id, origin, DecodeError("unsupported_format", detail))
@@ -296,25 +332,25 @@ class AmqpAdapter:
             log.error("amqp: message %s failed; it is requeued once", message.delivery_tag, exc_info=exc)
             await self._settle(message, requeue=True)
 
-    async def _dead(
-        self, message: AbstractIncomingMessage, tenant_id: int | None, origin: str, error: DecodeError
-    ) -> None:
+    async def _dead(self, message: DeliveredMessage, tenant_id: int | None, origin: str, error: DecodeError) -> None:
         """Count and record it, then let the broker move it to the dead-letter queue."""
         await self.ctx.reject(SOURCE, tenant_id, origin, error, message.body)
         await self._settle(message)
 
     async def _settle(
-        self, message: AbstractIncomingMessage, *, ack: bool = False, requeue: bool = False, multiple: bool = False
+        self, message: DeliveredMessage, *, ack: bool = False, requeue: bool = False, multiple: bool = False
     ) -> None:
-        """Ack, reject (to the dead-letter queue) or requeue; on a channel that died meanwhile the
-        broker redelivers instead."""
+        """Ack, reject (to the dead-letter queue) or requeue on the channel it came on; on a
+        channel that died meanwhile (delivery tags belong to their channel) the broker
+        redelivers instead."""
+        tag = message.delivery_tag or 0
         try:
             if ack:
-                await message.ack(multiple=multiple)
+                await message.channel.basic_ack(tag, multiple=multiple)
             elif requeue:
-                await message.nack(requeue=True)
+                await message.channel.basic_nack(tag, requeue=True)
             else:
-                await message.reject(requeue=False)
+                await message.channel.basic_reject(tag, requeue=False)
         except Exception as exc:
             log.info("amqp: could not settle delivery %s (%s); the broker will redeliver it", message.delivery_tag, exc)
 
@@ -323,7 +359,7 @@ class AmqpAdapter:
 class _Work:
     """One decoded delivery on its way to being stored and settled."""
 
-    message: AbstractIncomingMessage
+    message: DeliveredMessage
     tenant_id: int
     origin: str
     items: list[DeviceValues]
