@@ -117,6 +117,7 @@ class Server:
         self.alarm_repo = AlarmRepository(self.db)
         self.alarm_engine = AlarmEngine(self.alarm_repo, self.nodes, self.bus)
         self.ctx.alarms = AlarmService(self.alarm_engine, self.alarm_repo, self.nodes, self.audit)
+        self.ingest.alarms = self.ctx.alarms
         notify_repo = NotifyRepository(self.db)
         self.notifier = Notifier(notify_repo, users, self.alarm_engine, self.bus)
         self.ctx.notify = NotifyService(notify_repo, self.notifier, self.audit)

@@ -11,6 +11,11 @@ What it serves (settings.opcua_host:opcua_port; port 0 = off, `build` returns []
 - **Live values** from the bus (the ingest pipeline's value batches), with source timestamps
   and qualities as StatusCodes (Good, Uncertain 0x40000000, Bad 0x80000000).
 - **HistoryRead** (raw) straight from the historian (server/opcua/history.py).
+- **Alarms** as Part 9 conditions (AlarmConditionType, ExclusiveLimitAlarmType,
+  OffNormalAlarmType) on their source nodes, following the bus's alarm events, with their events
+  for the tenant's sessions and the Acknowledge/AddComment/shelving/Enable/Disable/Reset methods
+  and ConditionRefresh answered through the AlarmService as the session's user
+  (server/opcua/conditions.py, condition_methods.py, condition_model.py).
 - **Sessions** log in with the platform's users: username `<tenant>/<user>` and the user's
   password, checked by the platform (login limiter and audit trail included); anonymous and
   certificate identities are refused. A session sees only its own tenant's tree (and the
@@ -32,10 +37,15 @@ What asyncua (2.1) could not do, and what was done instead:
 - No per-session views or access control on nodes: sessions, the binary protocol processor and
   the server are subclassed (tenancy.py) to filter Browse/Read/HistoryRead/Translate/
   CreateMonitoredItems by tenant and to decide Write and Call. These are internal classes:
-  an asyncua upgrade must re-run tests/server/test_opcua_server.py.
+  an asyncua upgrade must re-run tests/server/test_opcua_server.py and test_opcua_alarms.py.
 - The user manager is synchronous, so the password check runs in the processor before
   asyncua's ActivateSession; a client's signature on ActivateSession is verified only after it.
-- Method callbacks are not told who calls: SetStatus is answered by the session itself.
+- Method callbacks are not told who calls: SetStatus and the condition methods are answered by
+  the session itself.
+- No condition model on the server side (no state variables in step, no Acknowledge, AddComment
+  or shelving implementations), events reach only monitored items on the emitting node, of every
+  session, and its ConditionRefresh keeps one list for all sessions: conditions.py builds the
+  nodes, delivers events per tenant along the notifier chain and answers ConditionRefresh itself.
 - Subscription services do not check that a subscription belongs to the calling session
   (any session could delete, modify, acknowledge or take over another's): the session checks it.
 - BrowseNext is not implemented (a Browse returns every reference at once; asyncua answers
@@ -66,6 +76,9 @@ from server.domain.quality import Quality
 from server.ingest.adapter import Adapter, IngestContext
 from server.ingest.pipeline import DeviceValues
 from server.opcua.common import SERVER_APP_URI, StatusCodes, bad, ensure_certificate, quiet_asyncua
+from server.opcua.condition_methods import ConditionMethods
+from server.opcua.condition_model import ConditionInfo, snapshot
+from server.opcua.conditions import Conditions
 from server.opcua.history import HistorianStorage
 from server.opcua.mirror import NAMESPACE_URI, DeviceRef, LiveValue, Mirror, Registry, TagRef
 from server.opcua.tenancy import TenantServer
@@ -93,6 +106,10 @@ COALESCE_S = 0.1
 LIVE_COALESCE_S = 0.05
 """Live values and statuses are handed to the OPC UA thread at most this often."""
 RETRY_BIND_S = 5.0
+MAX_ALARM_BACKLOG = 100_000
+"""Alarm events waiting for the OPC UA thread; beyond this the oldest go and every tenant's
+conditions are read afresh instead."""
+ALARM_KINDS = ("alarm", "alarm_conditions")
 
 
 def build(ctx: IngestContext) -> list[Adapter]:
@@ -211,6 +228,18 @@ class Core:
         self.registry = Registry()
         self.server = TenantServer(self)
         self.mirror = Mirror(self.server, self.registry)
+        self.alarm_service = ctx.alarms
+        self.conditions = Conditions(
+            self.server, self.mirror, self.registry, self.server.tenant_iserver.principal_of, self._fetch_conditions
+        )
+        self.alarm_methods = (
+            ConditionMethods(self.registry, self.conditions, bridge, self.alarm_service, self.drain_alarms)
+            if self.alarm_service is not None
+            else None
+        )
+        self._alarm_events: list[tuple[int, str, dict[str, Any]]] = []
+        self._alarm_overflow = False
+        self._alarm_drain = asyncio.Lock()
         self._lock = threading.Lock()
         self._values: dict[int, LiveValue] = {}
         self._statuses: dict[tuple[int, str], DeviceStatus] = {}
@@ -286,6 +315,11 @@ class Core:
                 except ValueError:
                     return
                 self._statuses[(message.tenant_id, str(message.data.get("node_id")))] = status
+            elif isinstance(message, Event) and message.kind in ALARM_KINDS and self.alarm_service is not None:
+                if len(self._alarm_events) >= MAX_ALARM_BACKLOG:
+                    del self._alarm_events[: MAX_ALARM_BACKLOG // 10]
+                    self._alarm_overflow = True
+                self._alarm_events.append((message.tenant_id, message.kind, dict(message.data)))
             else:
                 return
             if self._woken:
@@ -317,6 +351,26 @@ class Core:
                     await self.mirror.set_status(tenant_id, node_id, status)
             except Exception:
                 log.exception("opcua server: cannot publish live values")
+            await self.drain_alarms()
+
+    async def drain_alarms(self) -> None:
+        """The alarm events handed over so far, in order, into the conditions (and their events)."""
+        async with self._alarm_drain:
+            with self._lock:
+                batch, self._alarm_events = self._alarm_events, []
+                overflow, self._alarm_overflow = self._alarm_overflow, False
+            if overflow:
+                log.warning("opcua server: alarm events overflowed; reading every tenant's conditions afresh")
+                for tenant_id in sorted(self.conditions.tenants):
+                    batch.insert(0, (tenant_id, "reload", {}))
+            for tenant_id, kind, data in batch:
+                try:
+                    if kind == "reload":
+                        await self.conditions.reconcile(tenant_id, reload=True)
+                    else:
+                        await self.conditions.on_event(tenant_id, kind, data)
+                except Exception:
+                    log.exception("opcua server: cannot show an alarm event of tenant %d", tenant_id)
 
     async def _resync(self) -> None:
         while True:
@@ -330,25 +384,35 @@ class Core:
         tenants = await self.bridge(self.ctx.tenants.all())
         for tenant_id in set(self.mirror.trees) - {t.id for t in tenants if t.is_active}:
             await self.mirror.sync_tenant(tenant_id, None, "", [], {})
+            await self.conditions.reconcile(tenant_id)
         for tenant in tenants:
             if tenant.is_active:
-                await self._sync(tenant.id)
+                await self._sync(tenant.id, reload=True)
 
-    async def _sync(self, tenant_id: int) -> None:
+    async def _sync(self, tenant_id: int, *, reload: bool = False) -> None:
+        """The tenant's tree, then its alarm conditions (read afresh with `reload`)."""
         try:
             tenant = await self.bridge(self.ctx.tenants.get(tenant_id))
         except NotFound:
             tenant = None
         if tenant is None or not tenant.is_active:
             await self.mirror.sync_tenant(tenant_id, None, "", [], {})
+            await self.conditions.reconcile(tenant_id)
             return
         for other, name in list(self.mirror.names.items()):  # a deleted tenant's name came back
             if name == tenant.name and other != tenant_id:
                 await self.mirror.sync_tenant(other, None, "", [], {})
+                await self.conditions.reconcile(other)
         nodes = await self.bridge(self.ctx.nodes.find(tenant_id, limit=MAX_NODES))
         tag_ids = [n.id for n in nodes if n.node_class is NodeClass.TAG]
         live: dict[int, LiveValue] = await self.bridge(self.ctx.pipeline.cache.get(tag_ids)) if tag_ids else {}
         await self.mirror.sync_tenant(tenant_id, tenant.name, tenant.display_name or tenant.name, nodes, live)
+        await self.conditions.reconcile(tenant_id, reload=reload)
+
+    async def _fetch_conditions(self, tenant_id: int, ids: frozenset[int] | None) -> list[ConditionInfo]:
+        if self.alarm_service is None:
+            return []
+        return await self.bridge(snapshot(self.alarm_service, tenant_id, ids))
 
     async def _read_raw(self, tag_id: int, start: float, end: float, limit: int) -> RawSeries:
         return await self.bridge(self.ctx.history.reader.store.read_raw(tag_id, start, end, limit))

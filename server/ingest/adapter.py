@@ -6,7 +6,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from server.bus import Bus
 from server.config import Settings
@@ -20,6 +20,9 @@ from server.services.namespace import NamespaceService
 from server.storage.repositories.connections import ConnectionRepository
 from server.storage.repositories.nodes import NodeRepository
 from server.storage.repositories.tenants import Tenant, TenantRepository
+
+if TYPE_CHECKING:
+    from server.alarms.service import AlarmService
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class IngestContext:
     bus: Bus
     dead_letters: DeadLetterRepository
     connections: ConnectionRepository
+    alarms: AlarmService | None = None
+    """The northbound OPC UA server shows alarms as conditions and acts on them through it."""
 
     async def tenant(self, name: str) -> Tenant | None:
         """A tenant by name if it exists and is active (topics and routing keys carry names)."""

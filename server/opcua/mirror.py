@@ -12,7 +12,9 @@ are `[a-z0-9_-]`, so the owner of any namespace-2 node is the text before the fi
 Shape. Objects → tenant folder (FolderType) → folders (FolderType) and devices (BaseObjectType,
 with a `Status` string variable and a `SetStatus(status)` method) → tags (BaseAnalogType
 variables of the tag's data type, historizing, with `EngineeringUnits` (EUInformation) and
-`EURange` (Range) properties when the tag has a unit and a range).
+`EURange` (Range) properties when the tag has a unit and a range). Every object is an event
+notifier, for the alarm conditions below it (server/opcua/conditions.py, which also keeps the
+registry's `conditions` and `condition_methods`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 NAMESPACE_URI = "urn:iiot-server:tenants"
 ACCESS = ua.AccessLevel.CurrentRead.mask | ua.AccessLevel.CurrentWrite.mask | ua.AccessLevel.HistoryRead.mask
 LiveValue = tuple[float, float, Quality]
+NOTIFIER = ua.Byte(ua.EventNotifier.SubscribeToEvents.mask)
+"""Every object (tenant folder, folder, device) is an event notifier: the alarm events below it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,18 @@ class DeviceRef:
     path: str
 
 
+ALARM_INFIX = "Alarm;"
+"""Alarm condition node ids are `<tenant>;Alarm;<condition id>[;<field path>]`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionRef:
+    tenant_id: int
+    condition_id: int
+    node: ua.NodeId
+    """The condition node (also for its ShelvingState object)."""
+
+
 @dataclass(slots=True)
 class Registry:
     """What sessions and the history storage look up, rebuilt per tenant by the mirror."""
@@ -76,6 +92,10 @@ class Registry:
     methods: dict[ua.NodeId, ua.NodeId] = field(default_factory=dict)
     """SetStatus method -> its device."""
     status_vars: dict[tuple[int, str], ua.NodeId] = field(default_factory=dict)
+    conditions: dict[ua.NodeId, ConditionRef] = field(default_factory=dict)
+    """Alarm condition nodes, and their ShelvingState objects, -> the condition (server/opcua/conditions.py)."""
+    condition_methods: dict[ua.NodeId, tuple[ua.NodeId, str]] = field(default_factory=dict)
+    """A condition's method nodes -> (the condition node, the method's browse path)."""
 
     def owner(self, nodeid: ua.NodeId) -> int | None:
         """The tenant a node belongs to; None for shared nodes (the standard namespace, the
@@ -86,6 +106,14 @@ class Registry:
         if not isinstance(ident, str):
             return -1
         return self.tenants.get(ident.split("/", 1)[0].split(";", 1)[0], -1)
+
+    def is_alarm(self, nodeid: ua.NodeId) -> bool:
+        """A node of an alarm condition (`<tenant>;Alarm;<id>...`): seen only with `alarms.read`."""
+        ident = nodeid.Identifier
+        if nodeid.NamespaceIndex != self.ns or not isinstance(ident, str):
+            return False
+        head, sep, rest = ident.partition(";")
+        return bool(sep) and "/" not in head and rest.startswith(ALARM_INFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +276,9 @@ class Mirror:
         item = ua.AddNodesItem(
             RequestedNewNodeId=spec.ua_id, ParentNodeId=spec.parent, BrowseName=qname,
             ReferenceTypeId=std(ObjectIds.Organizes), NodeClass=ua.NodeClass.Object,
-            NodeAttributes=ua.ObjectAttributes(DisplayName=_lt(spec.display_name), Description=_lt(spec.description)),
+            NodeAttributes=ua.ObjectAttributes(
+                DisplayName=_lt(spec.display_name), Description=_lt(spec.description), EventNotifier=NOTIFIER,
+            ),
             TypeDefinition=std(ObjectIds.FolderType if folder else ObjectIds.BaseObjectType),
         )  # fmt: skip
         if cls is not NodeClass.DEVICE:

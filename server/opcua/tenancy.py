@@ -14,6 +14,8 @@ server is assembled from subclasses of its internal classes (pinned asyncua 2.1)
   (asyncua's method callbacks never learn who calls). Subscription services accept only the
   session's own subscriptions (asyncua itself lets any session delete, modify, acknowledge or
   take over any subscription id), and TransferSubscriptions only between sessions of one user.
+  Alarm condition nodes are seen only with `alarms.read`; calls of their methods (and
+  ConditionRefresh) go to `condition_methods.ConditionMethods` with the caller's principal.
 - `TenantServer` / `TenantBinaryServer` / `TenantProtocol` only exist to put the processor in.
 """
 
@@ -32,6 +34,7 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession
+from asyncua.server.internal_subscription import InternalSubscription
 from asyncua.server.server import Server
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.server.user_managers import UserManager
@@ -42,6 +45,7 @@ from server.domain.permissions import Permission
 from server.domain.principal import Principal
 from server.domain.quality import Quality
 from server.opcua.common import AttributeIds, ObjectIds, StatusCodes, bad, epoch, number, quality_of, std
+from server.opcua.condition_methods import ConditionMethods
 from server.opcua.mirror import DeviceRef, Registry, TagRef
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,8 @@ class Gate(Protocol):
     """What sessions need from the server core (whose calls reach the platform's loop)."""
 
     registry: Registry
+    alarm_methods: ConditionMethods | None
+    """The Part 9 condition methods; None when the server has no alarm service."""
 
     async def authenticate(self, tenant: str, username: str, password: str, address: str) -> Principal:
         """The platform's password check; raises a DomainError when refused."""
@@ -87,6 +93,12 @@ class TenantInternalServer(InternalServer):
         self.gate = gate
         self.owners: dict[ua.NodeId, tuple[int, int | None]] = {}
         """Session id -> (tenant, user) of every activated session: who may take over its subscriptions."""
+        self.sessions: dict[ua.NodeId, TenantSession] = {}
+        """Activated sessions by session id: whose subscription an alarm event may reach."""
+
+    def principal_of(self, session_id: ua.NodeId) -> Principal | None:
+        session = self.sessions.get(session_id)
+        return session.principal if session is not None else None
 
     def create_session(
         self,
@@ -121,9 +133,11 @@ class TenantSession(InternalSession):
         self.principal, self.checked_at = principal, time.monotonic()
         self.user = User(role=UserRole.User, name=f"{principal.tenant_name}/{principal.subject}")
         self.iserver.owners[self.session_id] = (principal.tenant_id, principal.user_id)
+        self.iserver.sessions[self.session_id] = self
         return result
 
     async def close_session(self, delete_subs: bool = True) -> None:
+        self.iserver.sessions.pop(self.session_id, None)
         await super().close_session(delete_subs)
         if not any(s.session_id == self.session_id for s in self.subscription_service.subscriptions.values()):
             self.iserver.owners.pop(self.session_id, None)
@@ -143,8 +157,13 @@ class TenantSession(InternalSession):
         return principal
 
     def _visible(self, who: Principal, nodeid: ua.NodeId) -> bool:
-        owner = self.gate.registry.owner(nodeid)
-        return owner is None or (owner == who.tenant_id and who.can(Permission.NAMESPACE_READ))
+        reg = self.gate.registry
+        owner = reg.owner(nodeid)
+        if owner is None:
+            return True
+        if owner != who.tenant_id or not who.can(Permission.NAMESPACE_READ):
+            return False
+        return who.can(Permission.ALARMS_READ) or not reg.is_alarm(nodeid)
 
     # -- views --------------------------------------------------------------------------------------
 
@@ -202,6 +221,11 @@ class TenantSession(InternalSession):
             return ua.DataValue(ua.Variant(level, ua.VariantType.Byte))
         if rv.AttributeId == AttributeIds.UserExecutable and rv.NodeId in reg.methods:
             return ua.DataValue(ua.Variant(who.can(Permission.TELEMETRY_WRITE), ua.VariantType.Boolean))
+        alarm_methods = self.gate.alarm_methods
+        if rv.AttributeId == AttributeIds.UserExecutable and alarm_methods is not None:
+            needed = alarm_methods.permission(rv.NodeId)
+            if needed is not None:
+                return ua.DataValue(ua.Variant(who.can(needed), ua.VariantType.Boolean))
         return dv
 
     async def history_read(self, params: ua.HistoryReadParameters) -> list[ua.HistoryReadResult]:
@@ -265,10 +289,12 @@ class TenantSession(InternalSession):
         return out
 
     async def call(self, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
-        """SetStatus on a device of the caller's tenant, as `PUT /devices/{id}/status` allows;
-        asyncua's own methods (GetMonitoredItems, ...) are not offered to clients."""
+        """SetStatus on a device of the caller's tenant, as `PUT /devices/{id}/status` allows, and
+        the alarm conditions' methods as the AlarmService allows; asyncua's own methods
+        (GetMonitoredItems, ...) are not offered to clients."""
         who = await self._who()
         reg = self.gate.registry
+        alarm_methods = self.gate.alarm_methods
         out = []
         for req in params:
             res = ua.CallMethodResult()
@@ -276,6 +302,8 @@ class TenantSession(InternalSession):
             args = req.InputArguments or []
             if not (self._visible(who, req.ObjectId) and self._visible(who, req.MethodId)):
                 res.StatusCode = bad(StatusCodes.BadNodeIdUnknown)
+            elif alarm_methods is not None and alarm_methods.handles(req.MethodId):
+                res = await alarm_methods.call(who, req, self._own_subscription)
             elif device is None:
                 res.StatusCode = bad(StatusCodes.BadUserAccessDenied)
             elif device != req.ObjectId:
@@ -296,8 +324,11 @@ class TenantSession(InternalSession):
     # -- subscriptions: only the session's own ------------------------------------------------------------
 
     def _own(self, subscription_id: int) -> bool:
+        return self._own_subscription(subscription_id) is not None
+
+    def _own_subscription(self, subscription_id: int) -> InternalSubscription | None:
         sub = self.subscription_service.subscriptions.get(subscription_id)
-        return sub is not None and sub.session_id == self.session_id
+        return sub if sub is not None and sub.session_id == self.session_id else None
 
     def _require_own(self, subscription_id: int) -> None:
         if not self._own(subscription_id):
@@ -447,7 +478,8 @@ class TenantServer(Server):
     """asyncua's Server with the tenancy classes; `start` is asyncua's with our binary server."""
 
     def __init__(self, gate: Gate) -> None:
-        super().__init__(iserver=TenantInternalServer(gate))
+        self.tenant_iserver = TenantInternalServer(gate)
+        super().__init__(iserver=self.tenant_iserver)
 
     async def start(self) -> None:
         if self.iserver.certificate is not None:

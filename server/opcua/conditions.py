@@ -1,0 +1,554 @@
+"""The platform's alarms as OPC UA Part 9 conditions in each tenant's tree, and their events.
+
+asyncua 2.1 has no server-side condition model, so this builds one on its address space:
+
+- **Nodes.** Each alarm condition is an object `ns=2;s=<tenant>;Alarm;<condition id>` of its
+  type (condition_model.py), a component (HasComponent) of the object holding its source — the
+  tag's device (or folder), the device of an anomaly condition, the tenant folder while the
+  source is unresolved — with a HasCondition reference from the source itself. Its variables
+  are `<condition>;<path>` (`...;ActiveState;Id`). They follow the platform's alarm events.
+- **Events.** Every alarm transition fires an event of the condition's type with a fresh
+  EventId, delivered to the event monitored items of the tenant's sessions (holding
+  `alarms.read`) on the condition, on any object above it in the tenant's tree and on the
+  Server object. asyncua delivers an event only to the emitting node's monitored items, of every
+  session; here each subscription's owner is checked first.
+- **ConditionRefresh** re-sends the retained conditions' last events (same EventIds) between a
+  RefreshStartEvent and a RefreshEndEvent, to the calling subscription only.
+- EventIds are remembered per condition (`event_known`) for Acknowledge and AddComment.
+
+Everything runs on the OPC UA server's loop; the platform is asked through `fetch` (a bridge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from asyncua import ua
+from asyncua.common.events import Event
+from asyncua.server.internal_subscription import InternalSubscription
+from asyncua.server.server import Server
+
+from server.domain.permissions import Permission
+from server.domain.principal import Principal
+from server.opcua.common import AttributeIds, ObjectIds, StatusCodes, bad, std, to_datetime
+from server.opcua.condition_model import (
+    ARG_TYPES,
+    METHODS,
+    OBJECT,
+    PROP,
+    Child,
+    ConditionInfo,
+    Memo,
+    children,
+    field_values,
+    presented_active,
+    unshelve_time_ms,
+)
+from server.opcua.mirror import ALARM_INFIX, Built, ConditionRef, Mirror, Registry
+
+log = logging.getLogger(__name__)
+
+SERVER = std(ObjectIds.Server)
+KNOWN_EVENT_IDS = 256
+"""EventIds remembered per condition for AddComment (Acknowledge: those since the last raise)."""
+RAISES = ("activated", "escalated")
+PRESENTED = ("state", "active", "acked", "condition", "latched", "retained", "severity", "message", "shelving",
+             "shelved_until", "suppressed", "out_of_service", "enabled", "level", "first_out")  # fmt: skip
+"""A change of any of these is an event even when the bus message named no transition."""
+UNSHELVE_TIME = "ShelvingState/UnshelveTime"
+
+PrincipalOf = Callable[[ua.NodeId], Principal | None]
+"""The user of a session (by session id), None when it has none (not activated, closed)."""
+Fetch = Callable[[int, frozenset[int] | None], Awaitable[list[ConditionInfo]]]
+"""A tenant's conditions (all, or those ids) from the platform's alarm engine."""
+
+
+@dataclass(slots=True)
+class Placement:
+    """Where a condition's nodes are: the mirror's objects they hang from, and their ids."""
+
+    owner: Built
+    source: Built | None
+    nodes: dict[str, ua.NodeId]
+    """Child path -> node id; "" is the condition itself."""
+    methods: list[ua.NodeId]
+    """Method nodes and their InputArguments."""
+    chain: tuple[ua.NodeId, ...]
+    """The notifiers its events reach: the condition, the objects above it, the Server object."""
+
+
+@dataclass(slots=True)
+class Condition:
+    info: ConditionInfo
+    node: ua.NodeId
+    memo: Memo
+    placement: Placement | None = None
+    values: dict[str, ua.Variant] = field(default_factory=dict)
+    last_event: Event | None = None
+    known: deque[bytes] = field(default_factory=lambda: deque(maxlen=KNOWN_EVENT_IDS))
+    ackable: deque[bytes] = field(default_factory=lambda: deque(maxlen=KNOWN_EVENT_IDS))
+    """EventIds an Acknowledge may name: those since the alarm was last raised (an older one would
+    acknowledge a state its sender never saw)."""
+
+    @property
+    def ref(self) -> ConditionRef:
+        return ConditionRef(self.info.tenant_id, self.info.id, self.node)
+
+    @property
+    def retained(self) -> bool:
+        retain = self.values.get("Retain")
+        return bool(retain is not None and retain.Value)
+
+
+def _event_id() -> bytes:
+    return uuid.uuid4().bytes
+
+
+def _to_event(values: dict[str, ua.Variant], condition: ua.NodeId) -> Event:
+    """asyncua's condition event classes give some fields a NodeId for a variant type (UtcTime,
+    Duration) and lack ShelvingState: the event is built from the fields themselves."""
+    event = Event(condition)
+    for name, variant in values.items():
+        event.add_property(name, variant.Value, variant.VariantType)
+    event.add_property("NodeId", condition, ua.VariantType.NodeId)  # the ConditionId
+    return event
+
+
+def _system_event(type_id: int, message: str, now: float) -> Event:
+    values = {
+        "EventId": ua.Variant(_event_id(), ua.VariantType.ByteString),
+        "EventType": ua.Variant(std(type_id), ua.VariantType.NodeId),
+        "SourceNode": ua.Variant(SERVER, ua.VariantType.NodeId),
+        "SourceName": ua.Variant("Server", ua.VariantType.String),
+        "Time": ua.Variant(to_datetime(now), ua.VariantType.DateTime),
+        "ReceiveTime": ua.Variant(to_datetime(now), ua.VariantType.DateTime),
+        "Message": ua.Variant(ua.LocalizedText(message), ua.VariantType.LocalizedText),
+        "Severity": ua.Variant(1, ua.VariantType.UInt16),
+    }
+    event = Event(SERVER)
+    for name, variant in values.items():
+        event.add_property(name, variant.Value, variant.VariantType)
+    return event
+
+
+class Conditions:
+    """The condition nodes of every mirrored tenant, kept by the OPC UA server's loop."""
+
+    def __init__(
+        self, server: Server, mirror: Mirror, registry: Registry, principal_of: PrincipalOf, fetch: Fetch,
+        clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        self.session = server.iserver.isession
+        self.aspace = server.iserver.aspace
+        self.subscription_service = server.iserver.subscription_service
+        self.mirror, self.registry = mirror, registry
+        self.principal_of, self.fetch, self.clock = principal_of, fetch, clock
+        self.by_id: dict[int, Condition] = {}
+        self.tenants: dict[int, set[int]] = {}
+        """Loaded tenants -> their condition ids."""
+        self.names: dict[int, str] = {}
+        """The tenant name each loaded tenant's node ids were made with."""
+        self.lock = asyncio.Lock()
+        self._index: dict[int, dict[ua.NodeId, Built]] = {}
+
+    # -- following the platform ---------------------------------------------------------------------------
+
+    async def reconcile(self, tenant_id: int, *, reload: bool = False) -> None:
+        """After the mirror synced a tenant: drop a removed tenant's conditions, load a new tenant's
+        (or all again with `reload`), and move conditions whose source or holder was re-created."""
+        async with self.lock:
+            self._index.pop(tenant_id, None)
+            name = self.mirror.names.get(tenant_id)
+            if name is None or self.names.get(tenant_id, name) != name:
+                await self._drop_tenant(tenant_id)
+                if name is None:
+                    return
+            if reload or tenant_id not in self.tenants:
+                await self._load(tenant_id, await self.fetch(tenant_id, None), complete=True)
+                return
+            for cid in sorted(self.tenants[tenant_id]):
+                cond = self.by_id[cid]
+                owner, source = self._where(cond.info)
+                if cond.placement is None or owner is not cond.placement.owner or source is not cond.placement.source:
+                    await self._unplace(cond)
+                    await self._place(cond)
+
+    async def on_event(self, tenant_id: int, kind: str, data: dict[str, Any]) -> None:
+        """An `alarm` (a transition, or `removed`) or `alarm_conditions` (configured, removed) bus event."""
+        async with self.lock:
+            if tenant_id not in self.mirror.names:
+                return  # not mirrored (yet): loaded with its tree
+            if tenant_id not in self.tenants:
+                await self._load(tenant_id, await self.fetch(tenant_id, None), complete=True)
+                return
+            cid = data.get("id")
+            if not isinstance(cid, int):
+                return
+            cond = self.by_id.get(cid)
+            if cond is not None and cond.info.tenant_id != tenant_id:
+                return
+            gone = data.get("event") == "removed" if kind == "alarm" else data.get("action") == "removed"
+            if gone:
+                if cond is not None:
+                    await self._remove(cond)
+                return
+            if kind == "alarm" and cond is not None and data.get("source") == cond.info.source:
+                await self._update(cond, replace(cond.info, view=dict(data)), data)
+                return
+            found = await self.fetch(tenant_id, frozenset({cid}))  # new, or its configuration changed
+            if not found:
+                if cond is not None:
+                    await self._remove(cond)
+                return
+            info = found[0]
+            if kind == "alarm":
+                info = replace(info, view=dict(data))
+            if cond is None:
+                await self._create(info)
+                if kind == "alarm":
+                    await self._update(self.by_id[cid], info, data, force=True)
+            else:
+                await self._update(cond, info, data if kind == "alarm" else None)
+
+    async def _load(self, tenant_id: int, infos: list[ConditionInfo], *, complete: bool) -> None:
+        self.names[tenant_id] = self.mirror.names[tenant_id]
+        ids = self.tenants.setdefault(tenant_id, set())
+        seen = set()
+        for info in infos:
+            seen.add(info.id)
+            cond = self.by_id.get(info.id)
+            if cond is None:
+                await self._create(info)
+            else:
+                await self._update(cond, info, None)
+        if complete:
+            for cid in sorted(ids - seen):
+                await self._remove(self.by_id[cid])
+
+    async def _drop_tenant(self, tenant_id: int) -> None:
+        for cid in sorted(self.tenants.pop(tenant_id, set())):
+            cond = self.by_id.pop(cid)
+            await self._unplace(cond)
+        self.names.pop(tenant_id, None)
+
+    # -- one condition --------------------------------------------------------------------------------------
+
+    async def _create(self, info: ConditionInfo) -> None:
+        name = self.mirror.names[info.tenant_id]
+        node = self.mirror.ua_id(f"{name};{ALARM_INFIX}{info.id}")
+        now = self.clock()
+        view = info.view
+        active = presented_active(view)
+        memo = Memo(
+            event_id=_event_id(), time=_float(view.get("changed_at")) or now, receive_time=now,
+            last_severity=int(view.get("severity") or 1),
+            active_at=_float(view.get("active_since")) if active else _float(view.get("changed_at")),
+            acked_at=_float(view.get("acked_at")),
+        )  # fmt: skip
+        cond = Condition(info, node, memo)
+        self.by_id[info.id] = cond
+        self.tenants.setdefault(info.tenant_id, set()).add(info.id)
+        cond.known.append(memo.event_id)
+        cond.ackable.append(memo.event_id)  # what happened before is unknown: its state is the one to acknowledge
+        await self._place(cond)
+        cond.last_event = _to_event(cond.values, node)
+
+    async def _update(
+        self, cond: Condition, info: ConditionInfo, transition: dict[str, Any] | None, *, force: bool = False
+    ) -> None:
+        """New facts about a condition; an event when it went through a transition or its presented
+        state changed (a state missed between two snapshots is reported too)."""
+        old = cond.info
+        cond.info = info
+        rebuilt = info.structure() != old.structure() or info.source_is_tag != old.source_is_tag
+        if rebuilt:  # another type, name or source: new nodes (same ids)
+            await self._unplace(cond)
+            await self._place(cond)
+        before, view = old.view, info.view
+        event = transition.get("event") if transition else None
+        fire = force or rebuilt or bool(event) or any(before.get(k) != view.get(k) for k in PRESENTED)
+        now = self.clock()
+        if fire:
+            memo = cond.memo
+            at = _float(view.get("changed_at")) or now
+            if int(before.get("severity") or 0) != int(view.get("severity") or 0):
+                memo.last_severity, memo.severity_at = int(before.get("severity") or 1), at
+            if presented_active(before) != presented_active(view):
+                memo.active_at = at
+            if bool(before.get("acked")) != bool(view.get("acked")):
+                memo.acked_at = _float(view.get("acked_at")) or at
+            if transition is not None and transition.get("comment") is not None:
+                memo.comment, memo.comment_at = str(transition["comment"]), at
+                memo.comment_user = str(transition.get("user") or "")
+            memo.event_id, memo.time, memo.receive_time = _event_id(), at, now
+            if not view.get("acked") and (before.get("acked") or event in RAISES):
+                cond.ackable.clear()  # a new alarm: older EventIds do not acknowledge it
+            cond.ackable.append(memo.event_id)
+            cond.known.append(memo.event_id)
+        values = field_values(info, cond.memo, source=self._source_id(cond), now=now)
+        await self._write(cond, values)
+        if fire:
+            cond.last_event = _to_event(values, cond.node)
+            await self._deliver(cond, cond.last_event)
+
+    async def _remove(self, cond: Condition) -> None:
+        """Gone from the platform: a last event with Retain false, then the nodes go."""
+        if cond.placement is not None:
+            values = dict(cond.values)
+            values["Retain"] = ua.Variant(False, ua.VariantType.Boolean)
+            values["EventId"] = ua.Variant(_event_id(), ua.VariantType.ByteString)
+            now = self.clock()
+            values["Time"] = values["ReceiveTime"] = ua.Variant(to_datetime(now), ua.VariantType.DateTime)
+            await self._deliver(cond, _to_event(values, cond.node))
+        await self._unplace(cond)
+        self.by_id.pop(cond.info.id, None)
+        self.tenants.get(cond.info.tenant_id, set()).discard(cond.info.id)
+
+    # -- nodes --------------------------------------------------------------------------------------------------
+
+    def _tree_index(self, tenant_id: int) -> dict[ua.NodeId, Built]:
+        index = self._index.get(tenant_id)
+        if index is None:
+            tree = self.mirror.trees.get(tenant_id, {})
+            index = self._index[tenant_id] = {b.spec.ua_id: b for b in tree.values()}
+        return index
+
+    def _where(self, info: ConditionInfo) -> tuple[Built, Built | None]:
+        """The object holding the condition and its source node (None while unresolved)."""
+        tree = self.mirror.trees[info.tenant_id]
+        source = tree.get(info.source) if info.source else None
+        if source is None:
+            return tree[""], None
+        if not info.source_is_tag:
+            return source, source
+        holder = self._tree_index(info.tenant_id).get(source.spec.parent)
+        return (holder or tree[""]), source
+
+    def _source_id(self, cond: Condition) -> ua.NodeId | None:
+        placement = cond.placement
+        return placement.source.spec.ua_id if placement and placement.source else None
+
+    def _id(self, cond: Condition, path: str) -> ua.NodeId:
+        base = cond.node.Identifier
+        assert isinstance(base, str)
+        return self.mirror.ua_id(base + ";" + path.replace("/", ";"))
+
+    async def _place(self, cond: Condition) -> None:
+        info = cond.info
+        owner, source = self._where(info)
+        index = self._tree_index(info.tenant_id)
+        chain = [cond.node]
+        walk: Built | None = owner
+        while walk is not None:
+            chain.append(walk.spec.ua_id)
+            walk = index.get(walk.spec.parent)
+        chain.append(SERVER)
+        nodes = {"": cond.node}
+        for child in children(info):
+            nodes[child.path] = self._id(cond, child.path)
+        cond.placement = placement = Placement(owner, source, nodes, [], tuple(chain))
+        values = field_values(info, cond.memo, source=source.spec.ua_id if source else None, now=self.clock())
+        ns = ua.UInt16(self.registry.ns)
+        items = [
+            ua.AddNodesItem(
+                RequestedNewNodeId=cond.node, ParentNodeId=owner.spec.ua_id, BrowseName=ua.QualifiedName(info.name, ns),
+                ReferenceTypeId=std(ObjectIds.HasComponent), NodeClass=ua.NodeClass.Object,
+                NodeAttributes=ua.ObjectAttributes(
+                    DisplayName=ua.LocalizedText(info.name), Description=ua.LocalizedText(f"alarm {info.name}"),
+                    EventNotifier=ua.Byte(ua.EventNotifier.SubscribeToEvents.mask),
+                ),
+                TypeDefinition=std(info.type_id),
+            )
+        ]  # fmt: skip
+        for child in children(info):
+            items.append(self._child_item(nodes[child.parent], nodes[child.path], child, values.get(child.path)))
+        for spec in METHODS:
+            method = self._id(cond, spec.path)
+            parent = nodes[spec.path.rsplit("/", 1)[0]] if "/" in spec.path else cond.node
+            items.append(ua.AddNodesItem(
+                RequestedNewNodeId=method, ParentNodeId=parent, BrowseName=ua.QualifiedName(spec.name, 0),
+                ReferenceTypeId=std(ObjectIds.HasComponent), NodeClass=ua.NodeClass.Method,
+                NodeAttributes=ua.MethodAttributes(DisplayName=ua.LocalizedText(spec.name), Executable=True,
+                                                   UserExecutable=True),
+            ))  # fmt: skip
+            placement.methods.append(method)
+            self.registry.condition_methods[method] = (cond.node, spec.path)
+            if spec.args:
+                args = [
+                    ua.Argument(Name=a, DataType=std(ARG_TYPES[a]), ValueRank=-1, ArrayDimensions=[]) for a in spec.args
+                ]
+                arg_id = self._id(cond, spec.path + "/InputArguments")
+                placement.methods.append(arg_id)
+                arg_child = Child("InputArguments", PROP, ObjectIds.Argument)
+                items.append(self._child_item(
+                    method, arg_id, arg_child, ua.Variant(args, ua.VariantType.ExtensionObject), rank=1
+                ))  # fmt: skip
+        results = await self.session.add_nodes(items)
+        failed = [(i.RequestedNewNodeId, r.StatusCode) for i, r in zip(items, results, strict=True)
+                  if not r.StatusCode.is_good()]  # fmt: skip
+        if failed:
+            log.error("opcua server: %d node(s) of alarm %s not added, first: %s", len(failed), info.name, failed[0])
+        if source is not None:
+            await self.session.add_references([
+                ua.AddReferencesItem(SourceNodeId=source.spec.ua_id, ReferenceTypeId=std(ObjectIds.HasCondition),
+                                     IsForward=True, TargetNodeId=cond.node, TargetNodeClass=ua.NodeClass.Object),
+                ua.AddReferencesItem(SourceNodeId=cond.node, ReferenceTypeId=std(ObjectIds.HasCondition),
+                                     IsForward=False, TargetNodeId=source.spec.ua_id,
+                                     TargetNodeClass=ua.NodeClass.Unspecified),
+            ])  # fmt: skip
+        self.aspace.set_attribute_value_callback(nodes[UNSHELVE_TIME], AttributeIds.Value, self._unshelve_time(cond))
+        cond.values = values
+        self.registry.conditions[cond.node] = cond.ref
+        self.registry.conditions[nodes["ShelvingState"]] = cond.ref
+
+    def _child_item(
+        self, parent: ua.NodeId, node: ua.NodeId, child: Child, value: ua.Variant | None, *, rank: int = -1
+    ) -> ua.AddNodesItem:
+        ref = ObjectIds.HasProperty if child.node_class == PROP else ObjectIds.HasComponent
+        if child.node_class == OBJECT:
+            return ua.AddNodesItem(
+                RequestedNewNodeId=node, ParentNodeId=parent, BrowseName=ua.QualifiedName(child.name, 0),
+                ReferenceTypeId=std(ref), NodeClass=ua.NodeClass.Object,
+                NodeAttributes=ua.ObjectAttributes(DisplayName=ua.LocalizedText(child.name)),
+                TypeDefinition=std(child.type_definition),
+            )  # fmt: skip
+        read = ua.Byte(ua.AccessLevel.CurrentRead.mask)
+        attrs = ua.VariableAttributes(
+            DisplayName=ua.LocalizedText(child.name), Value=value if value is not None else ua.Variant(),
+            DataType=std(child.data_type), ValueRank=rank, ArrayDimensions=[0] if rank == 1 else [],
+            AccessLevel=read, UserAccessLevel=read, Historizing=False,
+        )  # fmt: skip
+        type_definition = ObjectIds.PropertyType if child.node_class == PROP else child.type_definition
+        return ua.AddNodesItem(
+            RequestedNewNodeId=node, ParentNodeId=parent, BrowseName=ua.QualifiedName(child.name, 0),
+            ReferenceTypeId=std(ref), NodeClass=ua.NodeClass.Variable, NodeAttributes=attrs,
+            TypeDefinition=std(type_definition),
+        )  # fmt: skip
+
+    def _unshelve_time(self, cond: Condition) -> Callable[[ua.NodeId, AttributeIds], ua.DataValue]:
+        """UnshelveTime counts down: computed when read (monitored items see it at each event)."""
+
+        def read(nodeid: ua.NodeId, attr: AttributeIds) -> ua.DataValue:
+            value = unshelve_time_ms(cond.info.view, self.clock())
+            return ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=to_datetime(self.clock()))
+
+        return read
+
+    async def _unplace(self, cond: Condition) -> None:
+        placement, cond.placement = cond.placement, None
+        if placement is None:
+            return
+        refs = [ua.DeleteReferencesItem(SourceNodeId=placement.owner.spec.ua_id, TargetNodeId=cond.node,
+                                        ReferenceTypeId=std(ObjectIds.HasComponent), IsForward=True)]  # fmt: skip
+        if placement.source is not None:
+            refs.append(ua.DeleteReferencesItem(
+                SourceNodeId=placement.source.spec.ua_id, TargetNodeId=cond.node,
+                ReferenceTypeId=std(ObjectIds.HasCondition), IsForward=True,
+            ))  # fmt: skip
+        await self.session.delete_references(refs)  # the holder may be gone already: nothing to do then
+        # The references pointing at these nodes are those above; asyncua's DeleteTargetReferences
+        # would scan the whole address space once per node.
+        ids = [*placement.methods, *reversed(placement.nodes.values())]
+        await self.session.delete_nodes(
+            ua.DeleteNodesParameters(NodesToDelete=[ua.DeleteNodesItem(NodeId=i, DeleteTargetReferences=False)
+                                                    for i in ids])
+        )  # fmt: skip
+        for method in placement.methods:
+            self.registry.condition_methods.pop(method, None)
+        self.registry.conditions.pop(cond.node, None)
+        self.registry.conditions.pop(placement.nodes.get("ShelvingState", cond.node), None)
+
+    async def _write(self, cond: Condition, values: dict[str, ua.Variant]) -> None:
+        placement = cond.placement
+        if placement is None:
+            return
+        for path, variant in values.items():
+            if path == UNSHELVE_TIME or cond.values.get(path) == variant:
+                continue
+            await self.aspace.write_attribute_value(placement.nodes[path], AttributeIds.Value, ua.DataValue(variant))
+        cond.values = values
+
+    # -- events ---------------------------------------------------------------------------------------------------
+
+    def _audience(self, tenant_id: int) -> list[InternalSubscription]:
+        """The subscriptions of the tenant's sessions whose users may see its alarms."""
+        out = []
+        for sub in list(self.subscription_service.subscriptions.values()):
+            who = self.principal_of(sub.session_id)
+            if (
+                who is not None and who.tenant_id == tenant_id and who.can(Permission.ALARMS_READ)
+                and who.can(Permission.NAMESPACE_READ)
+            ):  # fmt: skip
+                out.append(sub)
+        return out
+
+    async def _deliver(self, cond: Condition, event: Event) -> None:
+        placement = cond.placement
+        if placement is None:
+            return
+        for sub in self._audience(cond.info.tenant_id):
+            for notifier in placement.chain:
+                event.emitting_node = notifier
+                await sub.monitored_item_srv.trigger_event(event)
+        event.emitting_node = cond.node
+
+    def event_known(self, ref: ConditionRef, event_id: bytes, *, to_acknowledge: bool) -> bool:
+        cond = self.by_id.get(ref.condition_id)
+        if cond is None or cond.node != ref.node:
+            return False
+        return event_id in (cond.ackable if to_acknowledge else cond.known)
+
+    def info(self, ref: ConditionRef) -> ConditionInfo | None:
+        cond = self.by_id.get(ref.condition_id)
+        return cond.info if cond is not None and cond.node == ref.node else None
+
+    async def refresh(self, who: Principal, sub: InternalSubscription, monitored_item: int | None) -> ua.StatusCode:
+        """ConditionRefresh(2): the retained conditions' last events to this subscription, between a
+        RefreshStartEvent and a RefreshEndEvent (these two regardless of the item's WhereClause)."""
+        items = sub.monitored_item_srv
+        watched: dict[ua.NodeId, list[int]] = {
+            node: [m for m in mids if monitored_item is None or m == monitored_item]
+            for node, mids in items._monitored_events.items()
+        }
+        if monitored_item is not None and not any(watched.values()):
+            return bad(StatusCodes.BadMonitoredItemIdInvalid)
+        now = self.clock()
+        await self._raw(sub, watched, _system_event(ObjectIds.RefreshStartEventType, "ConditionRefresh started", now))
+        async with self.lock:
+            allowed = who.can(Permission.ALARMS_READ) and who.can(Permission.NAMESPACE_READ)
+            for cid in sorted(self.tenants.get(who.tenant_id, set()) if allowed else ()):
+                cond = self.by_id[cid]
+                event, placement = cond.last_event, cond.placement
+                if event is None or placement is None or not cond.retained:
+                    continue
+                for notifier in placement.chain:
+                    event.emitting_node = notifier
+                    for mid in watched.get(notifier, []):
+                        await items._trigger_event(event, mid)
+                event.emitting_node = cond.node
+        await self._raw(sub, watched, _system_event(ObjectIds.RefreshEndEventType, "ConditionRefresh ended", now))
+        return ua.StatusCode()
+
+    @staticmethod
+    async def _raw(sub: InternalSubscription, watched: dict[ua.NodeId, list[int]], event: Event) -> None:
+        items = sub.monitored_item_srv
+        for mids in watched.values():
+            for mid in mids:
+                data = items._monitored_items.get(mid)
+                flt = data.filter if data is not None else None
+                if data is None or not isinstance(flt, ua.EventFilter):
+                    continue
+                fields = ua.EventFieldList(ClientHandle=data.client_handle,
+                                           EventFields=event.to_event_fields(flt.SelectClauses))  # fmt: skip
+                await sub.enqueue_event(mid, fields, data.queue_size)
+
+
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

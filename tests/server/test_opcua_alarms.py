@@ -1,0 +1,378 @@
+"""Alarms as OPC UA Part 9 conditions on the northbound server, against real asyncua clients.
+
+A live server per backend with the OPC UA port open; every test makes its own tenants. What must
+hold: a platform alarm is a condition node on its source with the platform's state, every
+transition is an event of the condition's type for the tenant's sessions, Acknowledge, AddComment
+and the shelving methods act through the AlarmService as the session's user (roles, journal,
+status codes), ConditionRefresh re-sends the retained conditions, and another tenant's session
+sees, receives and calls none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.common.events import Event
+
+from tests.server.test_opcua_server import adapter, eventually, nid, session
+from tests.support import BACKENDS, Api, LiveServer, TenantHandle, database_url, free_port, make_settings, wait_for
+
+DEVICE = "Plant1/Area1/Pump7"
+FLOW = f"{DEVICE}/Flow"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def ua_live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    tmp = tmp_path_factory.mktemp(f"opcua-alarms-{request.param}")
+    with database_url(request.param, tmp) as db_url:
+        live = LiveServer(make_settings(tmp, db_url, opcua_port=free_port())).start()
+        try:
+            assert adapter(live).ready.wait(30), "OPC UA server did not start"
+            yield live
+        finally:
+            live.stop()
+
+
+sqlite_only = pytest.mark.parametrize("ua_live", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def plant(ua_live: LiveServer) -> tuple[TenantHandle, TenantHandle]:
+    """Two tenants, each with Plant1/Area1/Pump7 (Flow, Pressure) and the same limit condition on Flow."""
+    a, b = ua_live.new_tenant(), ua_live.new_tenant("other")
+    for t in (a, b):
+        t.build_plant()
+    return a, b
+
+
+def limit_condition(tenant: TenantHandle, **extra: Any) -> int:
+    body = {"name": "Flow high", "priority": "high", "max_shelve_s": 3600,
+            "spec": {"kind": "limit", "tag": FLOW, "hi": 90, "hihi": 110}, **extra}  # fmt: skip
+    r = tenant.engineer.post("/api/v1/alarms/conditions", json=body)
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def send(tenant: TenantHandle, flow: float) -> None:
+    r = tenant.engineer.post("/api/v1/telemetry", json={"device": DEVICE, "ts": time.time(), "values": {"Flow": flow}})
+    assert r.status_code == 201, r.text
+
+
+def alarm(api: Api, condition_id: int) -> dict[str, Any]:
+    r = api.get(f"/api/v1/alarms/{condition_id}")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def journal(api: Api, condition_id: int) -> list[dict[str, Any]]:
+    r = api.get("/api/v1/alarms/journal", params={"condition": condition_id, "start": time.time() - 3600})
+    assert r.status_code == 200, r.text
+    return list(r.json()["entries"])
+
+
+def cond_id(tenant: TenantHandle, condition_id: int, path: str = "") -> str:
+    return f"ns=2;s={tenant.name};Alarm;{condition_id}" + (f";{path}" if path else "")
+
+
+def field(event: Event, name: str) -> Any:
+    return getattr(event, name)
+
+
+async def alarm_events(
+    client: Client, source: int | str = ua.ObjectIds.Server, evtype: int = ua.ObjectIds.AlarmConditionType
+) -> Any:
+    """A subscription to the alarm events at `source`, selecting the fields of `evtype` (and its subtypes' events)."""
+    sub = await client.create_subscription(20, None)
+    await sub.subscribe_events(source, evtype)
+    return sub
+
+
+async def next_event(sub: Any, match: Callable[[Event], bool], timeout: float = 10) -> Event:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = await sub.next_event(max(0.01, deadline - time.monotonic()))
+        if got is not None and hasattr(got, "event") and match(got.event):
+            return got.event  # type: ignore[no-any-return]
+    raise AssertionError("no matching event")
+
+
+async def drain(sub: Any, quiet: float = 0.3) -> list[Event]:
+    """Every event that arrives until none came for `quiet` seconds."""
+    out = []
+    while True:
+        got = await sub.next_event(quiet)
+        if got is None:
+            return out
+        if hasattr(got, "event"):
+            out.append(got.event)
+
+
+async def appeared(client: Client, node_id: str) -> Any:
+    node = client.get_node(node_id)
+    await eventually(node.read_browse_name, what=f"{node_id} in the address space")
+    return node
+
+
+def _active(event: Event) -> bool:
+    return field(event, "ActiveState/Id") is True
+
+
+# -- the core path (SQLite and PostgreSQL) ---------------------------------------------------------
+
+
+def test_an_alarm_is_a_condition_acknowledged_through_opcua(
+    ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]
+) -> None:
+    a, _ = plant
+    cid = limit_condition(a)
+    operator = a.users["operator"]
+
+    async def check() -> None:
+        async with session(ua_live, a, "operator") as client:
+            cond = await appeared(client, cond_id(a, cid))
+            device = client.get_node(nid(a, DEVICE))
+            assert "Flow high" in {(await c.read_browse_name()).Name for c in await device.get_children()}
+            flow = client.get_node(nid(a, FLOW))
+            conditions = await flow.get_referenced_nodes(refs=ua.ObjectIds.HasCondition)
+            assert [c.nodeid for c in conditions] == [cond.nodeid], "HasCondition from the source tag"
+            type_def = await cond.read_type_definition()
+            assert type_def == ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType)
+            assert await client.get_node(cond_id(a, cid, "Retain")).read_value() is False
+            sub = await alarm_events(client, evtype=ua.ObjectIds.ExclusiveLimitAlarmType)
+
+            await asyncio.to_thread(send, a, 95.0)
+            raised = await next_event(sub, _active)
+            assert raised.ConditionName == "Flow high" and raised.Severity == 700 and raised.Retain is True
+            assert field(raised, "AckedState/Id") is False and raised.NodeId == cond.nodeid
+            assert raised.EventType == ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType)
+            assert raised.SourceNode == flow.nodeid and raised.SourceName == FLOW
+            assert raised.Message.Text == "Flow high: 95 (hi limit 90)"
+            assert field(raised, "LimitState/CurrentState").Text == "High"
+            assert field(raised, "ShelvingState/CurrentState").Text == "Unshelved"
+            assert raised.HighLimit == 90.0 and raised.HighHighLimit == 110.0
+            assert await client.get_node(cond_id(a, cid, "ActiveState;Id")).read_value() is True
+            assert await client.get_node(cond_id(a, cid, "EventId")).read_value() == raised.EventId
+
+            with pytest.raises(ua.uaerrors.BadEventIdUnknown):
+                await cond.call_method("0:Acknowledge", b"not-an-event-id", ua.LocalizedText("x"))
+            await cond.call_method("0:Acknowledge", raised.EventId, ua.LocalizedText("on my way"))
+            acked = await next_event(sub, lambda e: field(e, "AckedState/Id") is True)
+            assert acked.Comment.Text == "on my way" and acked.ClientUserId == "operator" and acked.Retain is True
+            assert acked.EventId != raised.EventId, "a fresh EventId per event"
+            state = alarm(operator, cid)
+            assert state["state"] == "ack_active" and state["acked_by"] == "operator"
+            with pytest.raises(ua.uaerrors.BadConditionBranchAlreadyAcked):  # the type's method id works too
+                await cond.call_method(
+                    ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge), acked.EventId,
+                    ua.LocalizedText(""),
+                )  # fmt: skip
+
+            await cond.call_method("0:AddComment", acked.EventId, ua.LocalizedText("pump checked"))
+            commented = await next_event(sub, lambda e: e.Comment.Text == "pump checked")
+            assert await client.get_node(cond_id(a, cid, "Comment")).read_value() == ua.LocalizedText("pump checked")
+            assert commented.ClientUserId == "operator"
+
+            await asyncio.to_thread(send, a, 50.0)  # clears: acknowledged, so back to Normal
+            cleared = await next_event(sub, lambda e: not _active(e))
+            assert cleared.Retain is False and field(cleared, "AckedState/Id") is True
+
+    asyncio.run(check())
+    assert alarm(operator, cid)["state"] == "normal"
+    entries = journal(operator, cid)
+    assert [e["event"] for e in entries] == ["activated", "acknowledged", "commented", "cleared"]
+    assert (entries[1]["user"], entries[1]["comment"]) == ("operator", "on my way")
+    assert (entries[2]["user"], entries[2]["comment"]) == ("operator", "pump checked")
+
+
+def test_another_tenant_sees_receives_and_calls_nothing(
+    ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]
+) -> None:
+    a, b = plant
+    mine, theirs = limit_condition(a), limit_condition(b)
+
+    async def check() -> None:
+        async with session(ua_live, a, "supervisor") as ours, session(ua_live, b, "supervisor") as other:
+            cond = await appeared(ours, cond_id(a, mine))
+            await appeared(other, cond_id(b, theirs))
+            foreign = other.get_node(cond_id(a, mine))
+            for attempt in (foreign.read_browse_name(), other.get_node(cond_id(a, mine, "EventId")).read_value()):
+                with pytest.raises(ua.uaerrors.BadNodeIdUnknown):
+                    await attempt
+            names = {(await c.read_browse_name()).Name for c in await other.get_node(nid(b, DEVICE)).get_children()}
+            assert "Flow high" in names  # its own condition, under its own device
+            sub_b = await alarm_events(other)
+            with pytest.raises(ua.uaerrors.BadNodeIdUnknown):
+                await sub_b.subscribe_events(cond_id(a, mine), ua.ObjectIds.AlarmConditionType)
+            sub_a = await alarm_events(ours, cond_id(a, mine))  # on the condition node itself
+
+            await asyncio.to_thread(send, a, 95.0)
+            raised = await next_event(sub_a, _active)
+            await asyncio.to_thread(send, b, 96.0)
+            seen = await next_event(sub_b, _active)
+            assert seen.SourceNode == ua.NodeId.from_string(nid(b, FLOW)), "the other tenant's own alarm"
+            later = await drain(sub_b)
+            assert all(e.NodeId != cond.nodeid for e in [seen, *later]), "no event of tenant a reached tenant b"
+
+            for method in ("0:Acknowledge", ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge)):
+                with pytest.raises(ua.uaerrors.BadNodeIdUnknown):
+                    await foreign.call_method(method, raised.EventId, ua.LocalizedText("not mine"))
+            shelving = ua.NodeId.from_string(cond_id(a, mine, "ShelvingState"))
+            with pytest.raises(ua.uaerrors.BadNodeIdUnknown):
+                await other.get_node(shelving).call_method(
+                    ua.NodeId(ua.ObjectIds.ShelvedStateMachineType_TimedShelve),
+                    ua.Variant(1000.0, ua.VariantType.Double),
+                )
+
+            # ConditionRefresh: the retained conditions again, with their last EventIds, for this
+            # subscription only, between RefreshStart and RefreshEnd
+            await other.nodes.server.call_method(
+                ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh),
+                ua.Variant(sub_b.subscription_id, ua.VariantType.UInt32),
+            )
+            refreshed = await drain(sub_b)
+            kinds = [e.EventType for e in refreshed]
+            assert kinds[0] == ua.NodeId(ua.ObjectIds.RefreshStartEventType)
+            assert kinds[-1] == ua.NodeId(ua.ObjectIds.RefreshEndEventType)
+            assert [e.EventId for e in refreshed[1:-1]] == [seen.EventId]
+            with pytest.raises(ua.uaerrors.BadSubscriptionIdInvalid):  # not its subscription
+                await other.nodes.server.call_method(
+                    ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh),
+                    ua.Variant(sub_a.subscription_id, ua.VariantType.UInt32),
+                )
+
+    asyncio.run(check())
+    assert alarm(a.users["viewer"], mine)["state"] == "unack_active", "nothing done to tenant a's alarm"
+
+
+# -- beyond the core path (SQLite) -------------------------------------------------------------------
+
+
+@sqlite_only
+def test_shelving_through_opcua_follows_roles_and_limits(
+    ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]
+) -> None:
+    a, _ = plant
+    cid = limit_condition(a)
+    supervisor = a.users["supervisor"]
+    send(a, 95.0)
+    wait_for(lambda: alarm(supervisor, cid)["state"] == "unack_active", what="alarm raised")
+
+    async def check() -> None:
+        async with session(ua_live, a, "viewer") as client:
+            cond = await appeared(client, cond_id(a, cid))
+            event_id = await eventually(lambda: _raised_event_id(client, a, cid), what="the raised state")
+            ack = client.get_node(cond_id(a, cid, "Acknowledge"))
+            assert (await ack.read_attribute(ua.AttributeIds.UserExecutable)).Value.Value is False
+            with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                await cond.call_method("0:Acknowledge", event_id, ua.LocalizedText("viewer"))
+        async with session(ua_live, a, "operator") as client:
+            shelving = await appeared(client, cond_id(a, cid, "ShelvingState"))
+            with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                await shelving.call_method("0:TimedShelve", ua.Variant(60_000.0, ua.VariantType.Double))
+        async with session(ua_live, a, "supervisor") as client:
+            cond = await appeared(client, cond_id(a, cid))
+            shelving = client.get_node(cond_id(a, cid, "ShelvingState"))
+            assert (await client.get_node(cond_id(a, cid, "MaxTimeShelved")).read_value()) == 3_600_000.0
+            sub = await alarm_events(client)
+            with pytest.raises(ua.uaerrors.BadShelvingTimeOutOfRange):  # above the condition's 1 h
+                await shelving.call_method("0:TimedShelve", ua.Variant(2 * 3_600_000.0, ua.VariantType.Double))
+            with pytest.raises(ua.uaerrors.BadConditionNotShelved):
+                await shelving.call_method("0:Unshelve")
+            await shelving.call_method("0:TimedShelve", ua.Variant(60_000.0, ua.VariantType.Double))
+            shelved = await next_event(sub, lambda e: e.SuppressedOrShelved is True)
+            assert field(shelved, "ShelvingState/CurrentState").Text == "TimedShelved"
+            assert field(shelved, "ShelvingState/CurrentState/Id") == ua.NodeId(
+                ua.ObjectIds.ShelvedStateMachineType_TimedShelved
+            )
+            assert 50_000 < field(shelved, "ShelvingState/UnshelveTime") <= 60_000
+            remaining = await client.get_node(cond_id(a, cid, "ShelvingState;UnshelveTime")).read_value()
+            assert 50_000 < remaining <= 60_000
+            assert _active(shelved) and shelved.Retain is True, "Part 9: still active, only shelved"
+            state = alarm(supervisor, cid)
+            assert (state["shelving"], state["shelved_by"], state["shelve_reason"]) == (
+                "timed", "supervisor", "shelved via OPC UA",
+            )  # fmt: skip
+
+            await shelving.call_method("0:Unshelve")
+            back = await next_event(sub, lambda e: e.SuppressedOrShelved is False)
+            assert field(back, "AckedState/Id") is False, "unshelved while still high: alarms anew"
+            await shelving.call_method("0:OneShotShelve2", ua.LocalizedText("known fouling, cleaning tonight"))
+            await next_event(sub, lambda e: field(e, "ShelvingState/CurrentState").Text == "OneShotShelved")
+            with pytest.raises(ua.uaerrors.BadConditionAlreadyShelved):
+                await shelving.call_method("0:OneShotShelve")
+            assert alarm(supervisor, cid)["shelve_reason"] == "known fouling, cleaning tonight"
+
+    asyncio.run(check())
+    entries = journal(supervisor, cid)
+    assert [e["event"] for e in entries] == ["activated", "shelved", "unshelved", "shelved"]
+    assert all(e["user"] == "supervisor" for e in entries[1:])
+    audit = a.admin.get("/api/v1/audit", params={"action": "alarm.shelve"}).json()
+    assert sum(1 for e in audit if e["target"] == str(cid) and e["actor"] == "supervisor") == 2
+
+
+async def _raised_event_id(client: Client, tenant: TenantHandle, condition_id: int) -> bytes | None:
+    if await client.get_node(cond_id(tenant, condition_id, "ActiveState;Id")).read_value() is not True:
+        return None
+    return bytes(await client.get_node(cond_id(tenant, condition_id, "EventId")).read_value())
+
+
+@sqlite_only
+def test_conditions_follow_their_configuration_and_the_namespace(
+    ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]
+) -> None:
+    a, _ = plant
+    cid = limit_condition(a)
+    engineer = a.engineer
+
+    async def check() -> None:
+        async with session(ua_live, a, "operator") as client:
+            cond = await appeared(client, cond_id(a, cid))
+            with pytest.raises(ua.uaerrors.BadUserAccessDenied):  # needs alarms.configure
+                await cond.call_method("0:Disable")
+        async with session(ua_live, a, "engineer") as client:
+            cond = client.get_node(cond_id(a, cid))
+            sub = await alarm_events(client, nid(a, "Plant1"))  # a folder above the condition: an event notifier
+            await cond.call_method("0:Disable")
+            off = await next_event(sub, lambda e: field(e, "EnabledState/Id") is False)
+            assert off.Retain is False and alarm(engineer, cid)["enabled"] is False
+            with pytest.raises(ua.uaerrors.BadConditionAlreadyDisabled):
+                await cond.call_method("0:Disable")
+            await cond.call_method("0:Enable")
+            await next_event(sub, lambda e: field(e, "EnabledState/Id") is True)
+
+            # A renamed device is added again by the mirror: its condition moves to the new node.
+            r = await asyncio.to_thread(engineer.patch, f"/api/v1/nodes/{DEVICE}", json={"browse_name": "Pump7B"})
+            assert r.status_code == 200, r.text
+            device = client.get_node(nid(a, DEVICE))
+
+            async def moved() -> bool:
+                if (await device.read_browse_name()).Name != "Pump7B":
+                    return False
+                return "Flow high" in {(await c.read_browse_name()).Name for c in await device.get_children()}
+
+            await eventually(moved, what="the condition under the renamed device")
+            flow = client.get_node(nid(a, FLOW))
+            assert [n.nodeid for n in await flow.get_referenced_nodes(refs=ua.ObjectIds.HasCondition)] == [cond.nodeid]
+
+            everywhere = await alarm_events(client)
+            r = await asyncio.to_thread(engineer.delete, f"/api/v1/alarms/conditions/{cid}")
+            assert r.status_code == 204, r.text
+            last = await next_event(everywhere, lambda e: e.NodeId == cond.nodeid)
+            assert last.Retain is False
+
+            async def gone() -> bool:
+                try:
+                    await cond.read_browse_name()
+                except ua.uaerrors.BadNodeIdUnknown:
+                    return True
+                return False
+
+            await eventually(gone, what="the deleted condition's node gone")
+
+    asyncio.run(check())
