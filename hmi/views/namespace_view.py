@@ -1,0 +1,77 @@
+"""The plant tree: lazy browse, name filter, drag tags to a trend or use the context menu."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QMenu, QTreeView, QVBoxLayout, QWidget
+
+from hmi.models.qt_namespace import NODE_ROLE, NamespaceModel
+from server.api.schema import NodeOut
+
+
+class NamespaceView(QWidget):
+    """Emits `add_to_trend` with tags and `node_selected` for the faceplate."""
+
+    add_to_trend = Signal(list)  # list[NodeOut]
+    node_selected = Signal(object)  # NodeOut
+
+    def __init__(self, model: NamespaceModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(model)
+        self.proxy.setRecursiveFilteringEnabled(True)
+        self.proxy.setAutoAcceptChildRows(True)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter loaded nodes by name…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self._filter_changed)
+        self.tree = QTreeView()
+        self.tree.setObjectName("namespaceTree")
+        self.tree.setModel(self.proxy)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.tree.setDragEnabled(True)
+        self.tree.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._menu)
+        self.tree.doubleClicked.connect(self._double_clicked)
+        self.tree.selectionModel().currentChanged.connect(self._current_changed)
+        header = self.tree.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
+        for column, width in ((1, 90), (2, 50), (3, 80), (4, 120)):
+            self.tree.setColumnWidth(column, width)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.filter)
+        layout.addWidget(self.tree)
+
+    def _filter_changed(self, text: str) -> None:
+        self.proxy.setFilterFixedString(text)
+        if text:
+            self.tree.expandAll()
+
+    def selected_tags(self) -> list[NodeOut]:
+        nodes = [i.data(NODE_ROLE) for i in self.tree.selectionModel().selectedRows(0)]
+        return [n for n in nodes if isinstance(n, NodeOut) and n.node_class == "tag"]
+
+    def _menu(self, pos: QPoint) -> None:
+        tags = self.selected_tags()
+        menu = QMenu(self)
+        action = menu.addAction("Add to trend")
+        action.setEnabled(bool(tags))
+        action.triggered.connect(lambda: self.add_to_trend.emit(tags))
+        menu.popup(self.tree.viewport().mapToGlobal(pos))
+
+    def _double_clicked(self, index: QModelIndex) -> None:
+        node = index.data(NODE_ROLE)
+        if isinstance(node, NodeOut) and node.node_class == "tag":
+            self.add_to_trend.emit([node])
+
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        node = current.siblingAtColumn(0).data(NODE_ROLE)
+        if isinstance(node, NodeOut):
+            self.node_selected.emit(node)

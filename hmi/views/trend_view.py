@@ -1,0 +1,276 @@
+"""A trend: several pens with their own axes, live tail joined to decimated history.
+
+The chart redraws on a timer (not per sample) from the model's ring buffers; panning or
+zooming pauses following the present and, after a short pause in the gesture, fetches the
+visible range from the server's decimated history (one request per pen, awaited).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import QDateTime, Qt, QTimer, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QDateTimeEdit,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from hmi.models.qt_namespace import MIME_NODES
+from hmi.models.trend import PRESETS_S, TrendModel, TrendPen
+from hmi.qt_async import async_slot
+from hmi.views.trend_axes import UnitAxes
+
+FetchHistory = Callable[[TrendPen, float, float, int], Awaitable[None]]
+
+
+class _PenCurves:
+    """The line and (when decimated) the min/max envelope of one pen."""
+
+    def __init__(self, pen: TrendPen, box: pg.ViewBox) -> None:
+        colour = pg.mkColor(pen.colour)
+        self.line = pg.PlotDataItem(pen=pg.mkPen(colour, width=1.5), name=pen.label)
+        self.line.setDownsampling(auto=True, method="peak")
+        self.line.setClipToView(True)
+        self.lo = pg.PlotDataItem(pen=pg.mkPen(None))
+        self.hi = pg.PlotDataItem(pen=pg.mkPen(None))
+        fill = pg.mkColor(pen.colour)
+        fill.setAlpha(50)
+        self.envelope = pg.FillBetweenItem(self.lo, self.hi, brush=pg.mkBrush(fill))
+        for item in (self.envelope, self.line):
+            box.addItem(item)
+        self.box = box
+
+    def remove(self) -> None:
+        for item in (self.envelope, self.line):
+            self.box.removeItem(item)
+
+    def draw(self, pen: TrendPen) -> None:
+        t, y = pen.joined()
+        self.line.setData(t, y)
+        env = pen.envelope()
+        if env is None:
+            self.lo.setData([], [])
+            self.hi.setData([], [])
+        else:
+            self.lo.setData(env[0], env[1])
+            self.hi.setData(env[0], env[2])
+
+
+class TrendView(QWidget):
+    """Presets, pause/resume, cursor readout, CSV/PNG export; tags arrive by drop or `pens_wanted`."""
+
+    pens_wanted = Signal(list)  # list of {"node_id", "path", "unit"} dropped on the chart
+
+    def __init__(self, model: TrendModel, fetch: FetchHistory, redraw_ms: int = 200,
+                 parent: QWidget | None = None) -> None:  # fmt: skip
+        super().__init__(parent)
+        self.model, self._fetch = model, fetch
+        self.setAcceptDrops(True)
+        self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.plot.setObjectName("trendPlot")
+        self.plot.setAcceptDrops(False)
+        self.plot.viewport().setAcceptDrops(False)
+        self.plot.setBackground("#e6e6e6")
+        self.item: pg.PlotItem = self.plot.getPlotItem()
+        self.item.showGrid(x=True, y=True, alpha=0.25)
+        self.legend = self.item.addLegend(offset=(10, 10))
+        self.axes = UnitAxes(self.item)
+        self.curves: dict[str, _PenCurves] = {}
+        self.time_cursor = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#333333", style=Qt.PenStyle.DashLine))
+        self.time_cursor.sigPositionChanged.connect(self._update_readout)
+        self._cursor_pinned = False  # until the user drags it, the cursor rides near the present
+        self.time_cursor.sigDragged.connect(lambda *_: setattr(self, "_cursor_pinned", True))
+        self.item.addItem(self.time_cursor, ignoreBounds=True)
+        self.readout = QLabel("")
+        self.readout.setObjectName("trendReadout")
+        self.readout.setTextFormat(Qt.TextFormat.RichText)
+        self.last_redraw_ms = 0.0
+        self.fetches = 0
+        self._setting_range = False
+        self._build_toolbar()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(self.toolbar)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.readout)
+        self.item.vb.sigRangeChangedManually.connect(self._user_moved)
+        model.pens_changed.connect(self._pens_changed)
+        self._history_timer = QTimer(self, singleShot=True, interval=300)
+        self._history_timer.timeout.connect(self.refresh_history)
+        self._redraw_timer = QTimer(self, interval=redraw_ms)
+        self._redraw_timer.timeout.connect(self.redraw)
+        self._redraw_timer.start()
+        self._apply_range()
+
+    def _build_toolbar(self) -> None:
+        self.toolbar = QHBoxLayout()
+        self.preset_buttons: dict[str, QPushButton] = {}
+        for name, span in PRESETS_S.items():
+            button = QPushButton(name)
+            button.setCheckable(True)
+            button.clicked.connect(lambda _=False, s=span: self.set_span(s))
+            self.toolbar.addWidget(button)
+            self.preset_buttons[name] = button
+        custom = QPushButton("Custom…")
+        custom.clicked.connect(self._custom_range)
+        self.toolbar.addWidget(custom)
+        self.toolbar.addStretch(1)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.toggled.connect(self.set_paused)
+        self.toolbar.addWidget(self.pause_button)
+        csv_button, png_button = QPushButton("CSV…"), QPushButton("PNG…")
+        csv_button.clicked.connect(self._ask_csv)
+        png_button.clicked.connect(self._ask_png)
+        self.toolbar.addWidget(csv_button)
+        self.toolbar.addWidget(png_button)
+        self._mark_preset()
+
+    # -- range ----------------------------------------------------------------------------
+    def set_span(self, span_s: float) -> None:
+        """A preset: follow the present over this span; history for the new range is fetched."""
+        self.model.set_span(span_s)
+        self.pause_button.setChecked(False)
+        self._mark_preset()
+        self._apply_range()
+        self._history_timer.start(0)
+
+    def set_range(self, start: float, end: float) -> None:
+        """A fixed window (custom range): paused, history fetched."""
+        self.pause_button.setChecked(True)
+        self.model.set_range(start, end)
+        self._apply_range()
+        self._history_timer.start(0)
+
+    def set_paused(self, paused: bool) -> None:
+        self.model.paused = paused
+        self.pause_button.setText("Resume" if paused else "Pause")
+        if not paused:
+            self.model.follow(time.time())
+            self._apply_range()
+            self._history_timer.start()
+
+    def _mark_preset(self) -> None:
+        for name, button in self.preset_buttons.items():
+            button.setChecked(PRESETS_S[name] == self.model.span_s)
+
+    def _apply_range(self) -> None:
+        self._setting_range = True
+        self.item.setXRange(self.model.view_start, self.model.view_end, padding=0)
+        self._setting_range = False
+        if not self._cursor_pinned:
+            self.time_cursor.setValue(self.model.view_end - (self.model.view_end - self.model.view_start) * 0.1)
+
+    def _user_moved(self, *_: object) -> None:
+        """Panning or zooming: stop following, fetch the new range once the gesture settles."""
+        start, end = self.item.vb.viewRange()[0]
+        if not self.pause_button.isChecked():
+            self.pause_button.setChecked(True)
+        self.model.view_start, self.model.view_end = start, end
+        self._history_timer.start()
+
+    def _custom_range(self) -> None:
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Trend range")
+        start, end = QDateTimeEdit(), QDateTimeEdit()
+        for edit, t in ((start, self.model.view_start), (end, self.model.view_end)):
+            edit.setCalendarPopup(True)
+            edit.setDateTime(QDateTime.fromSecsSinceEpoch(int(t)))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(dialog.accept)
+        buttons.rejected.connect(dialog.reject)
+        form = QFormLayout(dialog)
+        form.addRow("From", start)
+        form.addRow("To", end)
+        form.addRow(buttons)
+        if dialog.exec() == QDialog.DialogCode.Accepted and end.dateTime() > start.dateTime():
+            self.set_range(start.dateTime().toSecsSinceEpoch(), end.dateTime().toSecsSinceEpoch())
+
+    # -- history --------------------------------------------------------------------------
+    @async_slot()
+    async def refresh_history(self) -> None:
+        """Fetch the visible range for every pen, about one bucket per horizontal pixel."""
+        start, end = self.model.view_start, self.model.view_end
+        if not self.model.paused:
+            end = time.time()
+        points = max(200, min(5000, self.plot.width()))
+        for pen in list(self.model.pens):
+            self.fetches += 1
+            await self._fetch(pen, start, end, points)
+
+    # -- pens -----------------------------------------------------------------------------
+    def _pens_changed(self, _: None) -> None:
+        for curves in self.curves.values():
+            curves.remove()
+        self.curves.clear()
+        self.legend.clear()
+        self.axes.rebuild(self.model.units())
+        for pen in self.model.pens:
+            curves = _PenCurves(pen, self.axes.box(pen.unit))
+            self.curves[pen.node_id] = curves
+            self.legend.addItem(curves.line, pen.label)
+            pen.dirty = True
+        self.redraw()
+
+    def redraw(self) -> None:
+        """The timer's tick: slide the window if following, setData on pens that changed."""
+        began = time.perf_counter()
+        if not self.model.paused:
+            self.model.follow(time.time())
+            self._apply_range()
+        for pen in self.model.pens:
+            curves = self.curves.get(pen.node_id)
+            if curves is not None and pen.dirty:
+                curves.draw(pen)
+                pen.dirty = False
+        self._update_readout()
+        self.last_redraw_ms = (time.perf_counter() - began) * 1000
+
+    def _update_readout(self) -> None:
+        t = float(self.time_cursor.value())
+        parts = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))]
+        for pen in self.model.pens:
+            v = pen.value_at(t)
+            text = "—" if v is None else f"{v:.4g}"
+            parts.append(f'<span style="color:{pen.colour}">■</span> {pen.path}: <b>{text}</b> {pen.unit}')
+        self.readout.setText(" &nbsp; ".join(parts))
+
+    # -- drop and export ------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasFormat(MIME_NODES):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        raw = bytes(event.mimeData().data(MIME_NODES).data()).decode()
+        self.pens_wanted.emit(json.loads(raw))
+        event.acceptProposedAction()
+
+    def export_csv(self, path: Path) -> None:
+        start, end = self.item.vb.viewRange()[0]
+        path.write_text(self.model.to_csv(start, end), encoding="utf-8")
+
+    def export_png(self, path: Path) -> bool:
+        return bool(self.plot.grab().save(str(path), "PNG"))
+
+    def _ask_csv(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(self, "Export visible data", "trend.csv", "CSV (*.csv)")
+        if name:
+            self.export_csv(Path(name))
+
+    def _ask_png(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(self, "Export chart", "trend.png", "PNG (*.png)")
+        if name:
+            self.export_png(Path(name))
