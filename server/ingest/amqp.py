@@ -295,7 +295,7 @@ class AmqpAdapter:
                     w.retry = True
             else:
                 for w, outcome in zip(group, result, strict=True):
-                    w.outcome = outcome
+                    w.outcome = outcome if isinstance(outcome, Exception) else None
         if before is not None:
             await asyncio.gather(before, return_exceptions=True)
         await self._settle_batch(works)

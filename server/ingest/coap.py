@@ -67,6 +67,7 @@ from server.domain.permissions import Permission
 from server.domain.principal import Principal
 from server.domain.quality import Quality
 from server.ingest.adapter import Adapter, Backoff, IngestContext
+from server.ingest.batch_ingest import Coalescer
 from server.ingest.lookup_cache import LookupCache
 from server.ingest.payloads import DecodeError, decode_telemetry
 from server.services.auth import PRINCIPAL_CACHE_S, AuthService
@@ -121,6 +122,9 @@ def _query(request: Any) -> dict[str, str]:
         name, _, value = item.partition("=")
         out[name] = value
     return out
+
+
+POST = "POST /telemetry"
 
 
 def _origin(request: Any, what: str) -> str:
@@ -265,6 +269,8 @@ class CoapAdapter:
         self.max_bytes = ctx.settings.max_payload_bytes
         self.max_items = ctx.settings.max_telemetry_items
         self.keys = _KeyCache(ctx.auth)
+        self._coalescer = Coalescer(ctx.pipeline, SOURCE)
+        """Each POST waits for its commit; those arriving meanwhile share one pipeline call."""
         self._context: Any = None
         self._retry: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
@@ -332,21 +338,26 @@ class CoapAdapter:
     # -- POST /telemetry -----------------------------------------------------------------
 
     async def post_telemetry(self, request: Any) -> Any:
-        origin = _origin(request, "POST /telemetry")
         payload: bytes = request.payload
         try:
             who = await self.principal(request, Permission.TELEMETRY_WRITE)
         except Unauthorized as exc:
-            await self.ctx.reject(SOURCE, None, origin, DecodeError("unauthorized", exc.detail), payload)
+            await self.ctx.reject(
+                SOURCE, None, _origin(request, POST), DecodeError("unauthorized", exc.detail), payload
+            )
             return _error(Code.UNAUTHORIZED, exc.detail)
         except Forbidden as exc:
             tenant_id = await self._tenant_of(request)
-            await self.ctx.reject(SOURCE, tenant_id, origin, DecodeError("forbidden", exc.detail), payload)
+            await self.ctx.reject(
+                SOURCE, tenant_id, _origin(request, POST), DecodeError("forbidden", exc.detail), payload
+            )
             return _error(Code.FORBIDDEN, exc.detail)
         tenant_id = who.tenant_id
         if request.opt.content_format not in (None, JSON_FORMAT):
             detail = f"Content-Format {request.opt.content_format} is not supported; send application/json (50)"
-            await self.ctx.reject(SOURCE, tenant_id, origin, DecodeError("unsupported_format", detail), payload)
+            await self.ctx.reject(
+                SOURCE, tenant_id, _origin(request, POST), DecodeError("unsupported_format", detail), payload
+            )
             return _error(Code.UNSUPPORTED_CONTENT_FORMAT, detail)
         query = _query(request)
         try:
@@ -354,19 +365,19 @@ class CoapAdapter:
                 payload, device=query.get("device") or None, max_bytes=self.max_bytes, max_items=self.max_items
             )
         except DecodeError as exc:
-            await self.ctx.reject(SOURCE, tenant_id, origin, exc, payload)
+            await self.ctx.reject(SOURCE, tenant_id, _origin(request, POST), exc, payload)
             code = Code.REQUEST_ENTITY_TOO_LARGE if exc.reason == "too_large" else Code.BAD_REQUEST
             response = _error(code, exc.detail)
             if code == Code.REQUEST_ENTITY_TOO_LARGE:
                 response.opt.size1 = self.max_bytes
             return response
         try:
-            result = await self.ctx.pipeline.ingest(tenant_id, items, source=SOURCE, wait=True)
+            result = await self._coalescer.ingest(tenant_id, items)
         except (InvalidInput, NotFound) as exc:  # counted by the pipeline
-            await self.ctx.refused(SOURCE, tenant_id, origin, exc, payload)
+            await self.ctx.refused(SOURCE, tenant_id, _origin(request, POST), exc, payload)
             return _error(_code_for(exc), exc.detail)
         except DomainError as exc:  # Unavailable: the commit failed or the historian is stopping
-            await self.ctx.dead_letter(SOURCE, tenant_id, origin, "unavailable", exc.detail, payload)
+            await self.ctx.dead_letter(SOURCE, tenant_id, _origin(request, POST), "unavailable", exc.detail, payload)
             return _error(_code_for(exc), exc.detail)
         return _json({"accepted": result.accepted, "created_tags": result.created_tags}, Code.CHANGED)
 
@@ -374,8 +385,9 @@ class CoapAdapter:
         """A Block1 transfer past the limit: counted, dead-lettered (the block at hand), 4.13."""
         detail = f"request body of at least {size} bytes exceeds {self.max_bytes}"
         tenant_id = await self._tenant_of(request)
-        origin = _origin(request, "POST /telemetry")
-        await self.ctx.reject(SOURCE, tenant_id, origin, DecodeError("too_large", detail), request.payload)
+        await self.ctx.reject(
+            SOURCE, tenant_id, _origin(request, POST), DecodeError("too_large", detail), request.payload
+        )
         response = _error(Code.REQUEST_ENTITY_TOO_LARGE, detail)
         response.opt.size1 = self.max_bytes
         return response

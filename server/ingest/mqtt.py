@@ -578,7 +578,7 @@ class MqttAdapter:
         """A tenant's messages of a batch in one pipeline call (one by one if that is refused)."""
         outcomes = await ingest_together(self.ctx.pipeline, tenant_id, source, [w.items for w in works])
         for w, exc in zip(works, outcomes, strict=True):
-            if exc is None:
+            if not isinstance(exc, Exception):
                 continue
             if isinstance(exc, DomainError):
                 await self.rejects.refused(w, exc)

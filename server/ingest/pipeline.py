@@ -70,6 +70,9 @@ class _Device:
 class IngestResult:
     accepted: int
     created_tags: list[str]
+    created_by: list[int] = field(default_factory=list)
+    """For each created tag, the index of the item that named it first: a merged call is split
+    back into its messages' results with it."""
 
 
 class IngestPipeline:
@@ -182,6 +185,7 @@ class IngestPipeline:
         latest_ok = now + self.max_future_skew_s
         devices: list[_Device] = []
         missing: dict[int, list[str]] = {}
+        first_named: dict[tuple[int, str], int] = {}
         policy: UnknownTagPolicy | None = None
         for i, item in enumerate(items):
             if item.ts is not None and not (MIN_TS < item.ts <= latest_ok):
@@ -206,7 +210,9 @@ class IngestPipeline:
                 except InvalidInput as exc:
                     raise InvalidInput(f"tag name {name!r}: {exc.detail}", field=f"[{i}].values.{name}") from None
                 missing.setdefault(device.node.id, []).append(name)
+                first_named[(device.node.id, name)] = i
         created: list[str] = []
+        created_by: list[int] = []
         created_ids: list[str] = []
         if missing:
             by_id = {d.node.id: d for d in devices}
@@ -215,6 +221,7 @@ class IngestPipeline:
                 for tag in await self.nodes.create_tags(tenant_id, device.node, names):
                     device.tags[tag.browse_name] = tag
                     created.append(tag.path)
+                    created_by.append(first_named[(device_id, tag.browse_name)])
                     created_ids.append(tag.node_id)
             self.bus.publish(Event(tenant_id, "namespace", {"created": created_ids}))
         tag_ids: list[int] = []
@@ -236,13 +243,13 @@ class IngestPipeline:
                 if offer(tag.id, ts, value, quality):
                     updates.append(TagUpdate(tenant_id, tag.id, tag.node_id, tag.path, ts, value, quality))
         if not tag_ids:
-            return IngestResult(0, created)
+            return IngestResult(0, created, created_by)
         if updates:
             self.bus.publish(ValueBatch(tenant_id, updates))
         done = await self.writer.submit(SampleColumns.from_lists(tag_ids, stamps, values, qualities))
         if wait:
             await done
-        return IngestResult(len(tag_ids), created)
+        return IngestResult(len(tag_ids), created, created_by)
 
     def close(self) -> None:
         self._subscription.close()

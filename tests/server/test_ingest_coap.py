@@ -371,6 +371,62 @@ def test_historian_failure_is_503_with_max_age(coap: CoapServer) -> None:
     assert asyncio.run(post()).code == Code.CHANGED  # recovered with the historian
 
 
+def test_concurrent_posts_share_pipeline_calls_and_each_is_answered_for_itself(coap: CoapServer) -> None:
+    """Requests arriving while others are being stored go to the pipeline together; each answer
+    still counts only its own samples and names only the tags it created, and a bad request
+    among them is refused alone."""
+    tenant = coap.live.new_tenant()
+    tenant.build_plant()
+    key = api_key(tenant)
+    srv = coap.live.server
+    assert srv is not None
+    calls: list[int] = []
+    real = srv.pipeline.ingest
+
+    async def counting(tenant_id: int, items: Any, **kw: Any) -> Any:
+        calls.append(len(items))
+        return await real(tenant_id, items, **kw)
+
+    n, base = 40, time.time() - 600
+    bodies = [{"device": DEVICE, "ts": base + i, "values": {"Flow": float(i), "Pressure": 1.0}} for i in range(n)]
+    bodies[7] = {"device": "Plant1/Area1/Nope", "values": {"Flow": 1.0}}
+    bodies[11] = {"device": DEVICE, "ts": base + 11, "values": {"Flow": 11.0, "Fresh": 2.0}}
+
+    async def post_all() -> list[Any]:
+        clients = [await aiocoap.Context.create_client_context() for _ in range(n)]
+        try:
+            requests = [
+                aiocoap.Message(code=Code.POST, uri=f"{coap.base}/telemetry?key={key}",
+                                payload=json.dumps(b).encode(), content_format=50)
+                for b in bodies
+            ]  # fmt: skip
+            return list(await asyncio.gather(*(asyncio.wait_for(c.request(r).response, 20)
+                                               for c, r in zip(clients, requests, strict=True))))  # fmt: skip
+        finally:
+            await asyncio.gather(*(c.shutdown() for c in clients))
+
+    srv.pipeline.ingest = counting  # type: ignore[method-assign]
+    try:
+        responses = asyncio.run(post_all())
+    finally:
+        del srv.pipeline.ingest  # type: ignore[method-assign]
+    for i, response in enumerate(responses):
+        if i == 7:
+            assert response.code == Code.NOT_FOUND, response
+            continue
+        assert response.code == Code.CHANGED, (i, response, response.payload)
+        answer = json.loads(response.payload)
+        assert answer["accepted"] == 2
+        assert answer["created_tags"] == ([f"{DEVICE}/Fresh"] if i == 11 else []), (i, answer)
+    expected = sorted(float(i) for i in range(n) if i != 7)
+    assert sorted(history(tenant, FLOW)) == expected
+    assert history(tenant, f"{DEVICE}/Fresh") == [2.0]
+    assert len(calls) < n // 2, f"{len(calls)} pipeline calls for {n} requests: too little was coalesced"
+    counters = stats(tenant)
+    assert counters["accepted"] == 2 * (n - 1) and counters["rejected"] == {"unknown_device": 1}
+    assert counters["received"] == 2 * (n - 1) + 1
+
+
 def test_restart_binds_the_same_port(coap: CoapServer) -> None:
     tenant = coap.live.new_tenant()
     tenant.build_plant()
