@@ -4,7 +4,9 @@ By default it logs in over HTTP, builds its devices (`<site>/Area1/Pump<n>`, `Ta
 `<site>/Utilities/Boiler1`) and posts one value per tag per period, as `make demo` expects.
 `--publish` picks the transports (http, mqtt, sparkplug, coap, amqp; `none` for servers
 only), `--modbus-port`/`--opcua-port` make it a Modbus TCP device and an OPC UA server,
-`--fault`/`--random-faults` inject faults, written to `--ground-truth`.
+`--fault`/`--random-faults` inject faults, written to `--ground-truth`. `--backfill 1h`
+first simulates the hour before now, as fast as the server takes it, each reading with its own
+time, posted over HTTP in batches; then the run goes on live (`--count 0`: stop there).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from server.sim.publishers import (
     Publisher,
     SparkplugPublisher,
 )
-from server.sim.runner import Simulation, assign
+from server.sim.runner import Backfill, Simulation, assign
 from server.sim.servers import ModbusPlantServer, OpcUaPlantServer, modbus_connections
 
 log = logging.getLogger("iiot-sim")
@@ -54,6 +56,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=float, default=1.0, help="seconds between readings")
     p.add_argument("--count", type=int, default=None, help="stop after this many periods")
     p.add_argument("--seed", type=int, default=42, help="same seed, same plant and noise")
+    p.add_argument("--backfill", type=duration, default=None, metavar="DURATION",
+                   help="first simulate this span before now (e.g. 3600, 90s, 45m, 1h) with the readings' own "
+                        "times, posted over HTTP in batches as fast as the server takes them; then run live "
+                        "(--count 0: stop after the backfill)")  # fmt: skip
+    p.add_argument("--backfill-batch", type=int, default=5000, metavar="VALUES",
+                   help="values per backfill request (at most the server's max_telemetry_items)")  # fmt: skip
     g = p.add_argument_group("transports")
     g.add_argument("--publish", default=env("IIOT_SIM_PUBLISH", "http"),
                    help=f"comma list of {', '.join(TRANSPORTS)}; 'none' to only serve Modbus/OPC UA")  # fmt: skip
@@ -86,6 +94,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def duration(text: str) -> float:
+    """Seconds from `3600`, `90s`, `45m` or `1h` (argparse turns the ValueError into a usage error)."""
+    text = text.strip().lower()
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(text[-1:])
+    number = text[:-1] if scale is not None else text
+    seconds = float(number) * (scale or 1.0)
+    if not 0 < seconds <= 7 * 86_400:
+        raise ValueError(f"{text!r}: a duration between 0 and 7 days")
+    return seconds
+
+
 def _transports(text: str) -> list[str]:
     chosen = [t.strip().lower() for t in text.split(",") if t.strip()]
     if chosen == ["none"]:
@@ -113,7 +132,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> Si
     routes = assign(transports, plant.devices, args.split)
     needs_login = (
         "http" in transports or ("coap" in transports and not args.api_key) or args.modbus_register
-        or (not args.no_build and any(t in transports for t in ("mqtt", "coap", "amqp")))
+        or (not args.no_build and any(t in transports for t in ("mqtt", "coap", "amqp"))) or args.backfill
     )  # fmt: skip
     platform: Platform | None = None
     if needs_login:
@@ -122,6 +141,8 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> Si
         platform = Platform(args.server, args.tenant, args.username, args.password)
         await platform.login()
         built = [d for t in ("http", "mqtt", "coap", "amqp") for d in routes.get(t, [])]
+        if args.backfill:
+            built = list(plant.devices)  # the backfill sends every device over HTTP
         if not args.no_build and built:
             await platform.build(sorted(set(built), key=plant.devices.index))
     try:
@@ -147,9 +168,13 @@ async def run(args: argparse.Namespace, stop: asyncio.Event | None = None) -> Si
         opcua = OpcUaPlantServer(plant.devices, args.opcua_host, args.opcua_port) if args.opcua_port else None
         truth_path = args.ground_truth or (DEFAULT_GROUND_TRUTH if args.fault or args.random_faults > 0 else "")
         ground_truth = GroundTruth(Path(truth_path)) if truth_path else None
+        backfill = None
+        if args.backfill:
+            assert platform is not None
+            backfill = Backfill(args.backfill, platform.post_telemetry, max(1, args.backfill_batch))
         sim = Simulation(
             plant, publishers, modbus, opcua, ground_truth, period=args.period, count=args.count,
-            routes={name: [d.path for d in devices] for name, devices in routes.items()},
+            routes={name: [d.path for d in devices] for name, devices in routes.items()}, backfill=backfill,
         )  # fmt: skip
         if args.modbus_register and modbus is not None and platform is not None:
             await _register_modbus(args, plant, platform)

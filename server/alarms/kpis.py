@@ -64,7 +64,7 @@ def kpis(
         "standing": sorted(standing_list, key=lambda s: s["active_since"]),
         "most_frequent": [{"condition": cid, "name": names.get(cid, ""), "count": n} for cid, n in frequent],
         "chattering": [{"condition": cid, "name": names.get(cid, ""), "bursts": n} for cid, n in chattering],
-        "shelved": _shelved(entries, start, end, names),
+        "shelved": _shelved(entries, start, end, names, moment),
     }  # fmt: skip
 
 
@@ -88,8 +88,11 @@ def _chattering(raised: list[JournalEntry]) -> list[tuple[int, int]]:
     return sorted(found, key=lambda x: -x[1])
 
 
-def _shelved(entries: list[JournalEntry], start: float, end: float, names: dict[int, str]) -> list[dict[str, Any]]:
-    """Each shelve with its duration (clipped to the range; still shelved at the end: open)."""
+def _shelved(
+    entries: list[JournalEntry], start: float, end: float, names: dict[int, str], moment: float
+) -> list[dict[str, Any]]:
+    """Each shelve with its duration; one still open counts until the range's end or now,
+    whichever comes first (a range that reaches into the future must not add time to come)."""
     open_: dict[int, JournalEntry] = {}
     out: list[dict[str, Any]] = []
     for e in entries:
@@ -101,7 +104,7 @@ def _shelved(entries: list[JournalEntry], start: float, end: float, names: dict[
                 out.append(_shelve_row(s, e.ts, names))
     for s in open_.values():
         if s.ts < end:
-            out.append(_shelve_row(s, None, names, end))
+            out.append(_shelve_row(s, None, names, max(s.ts, moment)))
     return sorted(out, key=lambda r: r["shelved_at"])
 
 

@@ -7,8 +7,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from server.sim.faults import GroundTruth
 from server.sim.plant import DeviceInfo, Frame, Plant
@@ -16,6 +17,20 @@ from server.sim.publishers import Publisher
 from server.sim.servers import ModbusPlantServer, OpcUaPlantServer
 
 log = logging.getLogger("iiot-sim")
+
+
+TelemetrySender = Callable[[list[dict[str, Any]]], Awaitable[None]]
+"""Posts one telemetry batch (`[{"device", "ts", "values"}, ...]`); raises when it was refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """Simulate the `span_s` before the run starts, as fast as the server takes it: every reading
+    keeps its own time (`period` apart, as live), posted in batches of about `batch_values`."""
+
+    span_s: float
+    send: TelemetrySender
+    batch_values: int = 5000
 
 
 def assign(transports: list[str], devices: list[DeviceInfo], split: bool) -> dict[str, list[DeviceInfo]]:
@@ -38,7 +53,11 @@ class Simulation:
     routes: dict[str, list[str]] | None = None
     """Device paths per publisher name (see `assign`); default: every device over each."""
     clock: Callable[[], float] = time.time
+    backfill: Backfill | None = None
     ticks: int = 0
+    """Live ticks (what `count` limits)."""
+    backfilled: int = 0
+    """Ticks simulated and posted by the backfill."""
     last: Frame = field(default_factory=dict)
 
     def _routes(self) -> dict[str, list[str]]:
@@ -56,6 +75,8 @@ class Simulation:
             for publisher in self.publishers:
                 await publisher.start()
                 started.append(publisher)
+            if self.backfill is not None:
+                await self._backfill(self.backfill, stop)
             await self._loop(stop)
         finally:
             self._truncate_open_faults()
@@ -82,9 +103,37 @@ class Simulation:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), next_at - now)
 
-    async def tick(self, routes: dict[str, list[str]] | None = None) -> Frame:
-        routes = routes or self._routes()
-        ts = self.clock()
+    async def _backfill(self, backfill: Backfill, stop: asyncio.Event) -> None:
+        """The plant runs through the span in process time, then the live loop carries on from the
+        same state. Batches go one after the other, in time order: the server judges alarms on
+        values that advance a tag, so order is what makes the alarms' times right. Every device
+        is sent (over HTTP, whatever `--publish` says: only it carries past times in one request)."""
+        end = self.clock()
+        start = end - backfill.span_s
+        steps = max(0, math.ceil(backfill.span_s / self.period))
+        batch: list[dict[str, Any]] = []
+        values = 0
+        log.info("backfill: %d readings per device from %.0f s ago", steps, backfill.span_s)
+        for k in range(steps):
+            if stop.is_set():
+                break
+            ts = start + k * self.period
+            if ts >= end:
+                break
+            frame = self._step(ts)
+            for path, readings in frame.items():
+                batch.append({"device": path, "ts": ts, "values": readings})
+                values += len(readings)
+            self.backfilled += 1
+            if values >= backfill.batch_values:
+                await backfill.send(batch)
+                batch, values = [], 0
+        if batch:
+            await backfill.send(batch)
+        log.info("backfill: %d readings per device sent; now live", self.backfilled)
+
+    def _step(self, ts: float) -> Frame:
+        """Advance the plant to ts; log fault starts and ends and write them to the ground truth."""
         frame, events = self.plant.step(ts)
         for event in events:
             fault = event.fault
@@ -96,6 +145,12 @@ class Simulation:
             else:
                 log.info("fault %d ended: %s", fault.id, what)
         self.last = frame
+        return frame
+
+    async def tick(self, routes: dict[str, list[str]] | None = None) -> Frame:
+        routes = routes or self._routes()
+        ts = self.clock()
+        frame = self._step(ts)
         if self.modbus is not None:
             self.modbus.update(frame)
         if self.opcua is not None:

@@ -148,3 +148,6 @@ def test_kpis_flood_frequency_chattering_standing_and_shelving() -> None:
     assert shelved[3]["duration_s"] == 200 and shelved[3]["by"] == "sam"
     assert shelved[4]["unshelved_at"] is None and shelved[4]["duration_s"] == 1900  # still shelved at the end
     assert kpis(entries, start=start, end=start + 3600, operators=2)["flood_periods"] == 0  # 6 each
+    # a range reaching past now: an open shelve counts until now, not until the range's end
+    early = {s["condition"]: s for s in kpis(entries, start=start, end=start + 3600, now=start + 2000)["shelved"]}
+    assert early[4]["unshelved_at"] is None and early[4]["duration_s"] == 300

@@ -24,9 +24,9 @@ from server.sim import sparkplug
 from server.sim.faults import Fault, FaultKind, GroundTruth, RandomFaults, parse_fault, read_ground_truth
 from server.sim.plant import Plant, ambient_at
 from server.sim.publishers import AmqpPublisher, CoapPublisher, MqttPublisher, SparkplugPublisher
-from server.sim.runner import Simulation
+from server.sim.runner import Backfill, Simulation
 from server.sim.servers import ModbusPlantServer, OpcUaPlantServer, modbus_connections
-from server.simulator import main, parser, run
+from server.simulator import duration, main, parser, run
 from tests.support import LiveServer, TenantHandle, free_port, make_settings, unavailable
 
 MQTT_URL = os.environ.get("IIOT_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
@@ -183,6 +183,48 @@ async def test_runs_appending_to_one_ground_truth_file_stay_apart(tmp_path: Path
     faults = read_ground_truth(path)
     assert [f["start"] for f in faults] == [MIDNIGHT + 2, MIDNIGHT + 86_400 + 2]
     assert faults[0]["id"] == faults[1]["id"] and faults[0]["run"] != faults[1]["run"]
+
+
+async def test_a_backfill_sends_the_span_before_now_in_time_order_then_goes_live(tmp_path: Path) -> None:
+    """The same plant as a live run of the same seed and times, sent in batches of whole ticks;
+    faults count from the backfill's start; the live ticks carry on from the same state."""
+    now = MIDNIGHT + 3600
+    batches: list[list[dict[str, Any]]] = []
+
+    async def send(batch: list[dict[str, Any]]) -> None:
+        batches.append(batch)
+
+    plant = Plant(seed=3, pumps=1, faults=[parse_fault("spike:Pump1/Flow@100+1:50")])
+    clock = iter([now, *(now + k for k in range(1, 10))])
+    truth = GroundTruth(tmp_path / "truth.jsonl")
+    sim = Simulation(plant, ground_truth=truth, period=1.0, count=2, clock=lambda: next(clock),
+                     backfill=Backfill(600, send, batch_values=100))  # fmt: skip
+    task = asyncio.create_task(sim.run())
+    await asyncio.wait_for(task, 10)
+    items = [i for b in batches for i in b]
+    stamps = sorted({i["ts"] for i in items})
+    assert sim.backfilled == 600 and sim.ticks == 2
+    assert stamps[0] == now - 600 and stamps[-1] == now - 1 and len(stamps) == 600  # 1 s apart, before now
+    assert [i["ts"] for i in items] == sorted(i["ts"] for i in items)  # in time order
+    tick_values = sum(len(d.tags) for d in plant.devices)
+    assert all(len(b) % len(plant.devices) == 0 for b in batches)  # whole ticks
+    assert all(100 <= sum(len(i["values"]) for i in b) < 100 + tick_values for b in batches[:-1])
+    twin = Plant(seed=3, pumps=1, faults=[parse_fault("spike:Pump1/Flow@100+1:50")])
+    expected = [twin.step(now - 600 + k)[0] for k in range(600)]
+    flow = [i["values"]["Flow"] for i in items if i["device"] == "Plant1/Area1/Pump1"]
+    assert flow == [f["Plant1/Area1/Pump1"]["Flow"] for f in expected]  # the same plant, step by step
+    spike = read_ground_truth(tmp_path / "truth.jsonl")[0]
+    assert spike["start"] == now - 600 + 100  # fault times count from the backfill's start
+    assert sim.plant.t is not None and sim.plant.t > now  # and the live ticks went on from there
+
+
+def test_backfill_durations() -> None:
+    assert [duration(t) for t in ("3600", "90s", "45m", "1h", "0.5h")] == [3600, 90, 2700, 3600, 1800]
+    for bad in ("0", "-1h", "8d", "1x", ""):
+        with pytest.raises(ValueError):
+            duration(bad)
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--backfill", "soon"])
 
 
 # -- Sparkplug codec -----------------------------------------------------------------------
