@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from server.alarms.actions import ActionRunner
 from server.alarms.engine import AlarmEngine
 from server.alarms.repository import AlarmRepository
 from server.alarms.service import AlarmService
@@ -35,6 +36,7 @@ from server.security.limiter import LoginLimiter
 from server.security.tokens import TokenCodec, load_or_create_secret
 from server.services.admin import AdminService
 from server.services.auth import AuthService
+from server.services.commands import CommandService
 from server.services.connections import ConnectionService
 from server.services.history import HistoryService
 from server.services.namespace import NamespaceService
@@ -114,9 +116,12 @@ class Server:
             history=self.history, auth=self.auth, bus=self.bus, dead_letters=self.dead_letters,
             connections=self.connection_repo,
         )  # fmt: skip
+        self.commands = CommandService(self.nodes, self.audit, self.bus, mqtt_url=settings.mqtt_url)
+        self.ctx.commands = self.commands
         self.alarm_repo = AlarmRepository(self.db)
         self.alarm_engine = AlarmEngine(self.alarm_repo, self.nodes, self.bus)
-        self.ctx.alarms = AlarmService(self.alarm_engine, self.alarm_repo, self.nodes, self.audit)
+        self.ctx.alarms = AlarmService(self.alarm_engine, self.alarm_repo, self.nodes, self.audit, self.commands)
+        self.alarm_actions = ActionRunner(self.alarm_engine, self.commands, tenants)
         self.ingest.alarms = self.ctx.alarms
         notify_repo = NotifyRepository(self.db)
         self.notifier = Notifier(notify_repo, users, self.alarm_engine, self.bus)
@@ -137,6 +142,8 @@ class Server:
         self._stack.callback(self.pipeline.close)
         await self.alarm_engine.start()  # before the adapters: the first samples are judged too
         self._stack.push_async_callback(self.alarm_engine.stop)  # after them: so are the last
+        await self.alarm_actions.start()
+        self._stack.push_async_callback(self.alarm_actions.stop)  # before the engine's last flush
         await self.notifier.start()
         self._stack.push_async_callback(self.notifier.stop)
         self.stats_logger = StatsLogger(self.pipeline)

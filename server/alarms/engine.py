@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -94,6 +94,11 @@ class Runtime:
         self.pending = self.stale_timer = self.shelve_timer = self.window_timer = None
 
 
+class ActionSink(Protocol):
+    def fire(self, rt: Runtime, transition: sm.Transition) -> None:
+        """Queue the actions a committed transition triggers; must not wait."""
+
+
 class AlarmEngine:
     def __init__(
         self, repo: AlarmRepository, nodes: NodeRepository, bus: Bus, *, flush_interval: float = 0.05,
@@ -118,6 +123,8 @@ class AlarmEngine:
         """Node lookups shared while many conditions resolve at once (start-up)."""
         self.stats: dict[int, EngineStats] = {}
         """Per tenant: what the engine judged and what that cost."""
+        self.actions: ActionSink | None = None
+        """Runs conditions' actions (server/alarms/actions.py); set while it runs."""
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -582,6 +589,21 @@ class AlarmEngine:
         self._dirty[rt.id] = (rt.tenant_id, alarm)
         self._wake.set()
         self._publish(rt, transitions=outcome.transitions)
+        if rt.config.actions and self.actions is not None:  # only conditions with actions pay for this
+            for t in outcome.transitions:
+                self.actions.fire(rt, t)
+
+    def note(self, condition_id: int, event: str, comment: str) -> None:
+        """Journal something done on a condition's behalf (an action's outcome) without changing
+        its alarm: from and to state are the state it is in."""
+        rt = self.runtimes.get(condition_id)
+        if rt is None:
+            log.info("alarm condition %s is gone; not journaled: %s %s", condition_id, event, comment)
+            return
+        state = rt.alarm.state
+        t = sm.Transition(event, state, state, self.clock(), sm.SYSTEM, comment)
+        self._journal.append(JournalRecord(rt.tenant_id, rt.id, rt.name, rt.source_path, rt.priority.value, t))
+        self._wake.set()
 
     def _publish(self, rt: Runtime, *, transitions: list[sm.Transition] | None = None, removed: bool = False) -> None:
         data = self.view(rt)

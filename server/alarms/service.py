@@ -19,6 +19,7 @@ from server.domain.namespace import in_subtree
 from server.domain.permissions import Permission
 from server.domain.principal import Principal
 from server.domain.validation import validated
+from server.services.commands import NO_MQTT, CommandService
 from server.storage.repositories.audit import AuditRepository
 from server.storage.repositories.nodes import NodeRepository
 
@@ -45,9 +46,11 @@ class ActionResult:
 
 class AlarmService:
     def __init__(
-        self, engine: AlarmEngine, repo: AlarmRepository, nodes: NodeRepository, audit: AuditRepository
-    ) -> None:
+        self, engine: AlarmEngine, repo: AlarmRepository, nodes: NodeRepository, audit: AuditRepository,
+        commands: CommandService | None = None,
+    ) -> None:  # fmt: skip
         self.engine, self.repo, self.nodes, self.audit = engine, repo, nodes, audit
+        self.commands = commands
 
     # -- configuration (engineers) -------------------------------------------------------
 
@@ -92,12 +95,23 @@ class AlarmService:
                                 detail={"version": stored.version, "name": stored.name})  # fmt: skip
 
     async def _check_inputs(self, who: Principal, config: ConditionConfig) -> None:
-        """Refuse a condition on a node this tenant does not have (another tenant's is not found)."""
+        """Refuse a condition on a node this tenant does not have (another tenant's is not found),
+        and an action whose target is not a device of this tenant or that nothing could carry."""
         for ref in config.inputs():
             try:
                 await self.nodes.get(who.tenant_id, ref)
             except DomainError:
                 raise InvalidInput(f"{ref!r} is not a node of this tenant", field="spec") from None
+        for i, action in enumerate(config.actions):
+            where = f"actions.{i}.device"
+            if self.commands is None or not self.commands.available:
+                raise InvalidInput(f"a command action can't run: {NO_MQTT}", field="actions")
+            try:
+                await self.commands.target(who.tenant_id, action.device, field=where)
+            except InvalidInput:
+                raise
+            except DomainError:
+                raise InvalidInput(f"{action.device!r} is not a device of this tenant", field=where) from None
 
     def _condition_out(self, c: StoredCondition) -> dict[str, Any]:
         rt = self.engine.runtimes.get(c.id)

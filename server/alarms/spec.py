@@ -6,14 +6,16 @@ so the engine only ever sees specs that make sense (a Lo above a Hi is refused, 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, time, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.domain.alarms import Priority
+from server.domain.commands import COMMAND_PATTERN
 
 Comparator = Literal[">", ">=", "<", "<=", "==", "!="]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -97,6 +99,27 @@ class SuppressWhen(_Strict):
     tag: str
     op: Comparator = "=="
     value: float
+
+
+class CommandAction(_Strict):
+    """Not an alarm but a rule on the same condition: "publish a command when X". Runs once per
+    transition of the alarm (`on`), as `system` on the condition's behalf, through the same
+    audited path as a person's command."""
+
+    on: Literal["activated", "cleared", "acknowledged"]
+    kind: Literal["command"]
+    device: str = Field(min_length=1, max_length=2000, description="node id or path of a device of this tenant")
+    command: str = Field(min_length=1, max_length=100, pattern=COMMAND_PATTERN, description="e.g. 'stop'")
+    args: dict[str, Any] = Field(default_factory=dict, description="any JSON object; passed to the device as is")
+    expires_in_s: int = Field(60, ge=1, le=86_400, description="not delivered by then: dropped, never late")
+
+    @field_validator("args")
+    @classmethod
+    def _small(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Stored with every version of the condition and in every audit record: kept small."""
+        if len(json.dumps(v, default=str)) > 16_384:
+            raise ValueError("args: at most 16 KB of JSON")
+        return v
 
 
 class _Base(_Strict):
@@ -210,6 +233,9 @@ class ConditionConfig(_Strict):
     suppress_when: SuppressWhen | None = None
     suppress_when_offline: bool = True
     notify: list[str] = Field(default_factory=list, description="notification routes (channel or policy names)")
+    actions: list[CommandAction] = Field(
+        default_factory=list, max_length=10, description="commands sent as the alarm activates, clears or is acked"
+    )
     enabled: bool = True
 
     @field_validator("message")

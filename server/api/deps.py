@@ -19,6 +19,7 @@ from server.ingest.pipeline import IngestPipeline
 from server.notify.service import NotifyService
 from server.services.admin import AdminService
 from server.services.auth import AuthService
+from server.services.commands import CommandService
 from server.services.connections import ConnectionService
 from server.services.history import HistoryService
 from server.services.namespace import NamespaceService
@@ -49,6 +50,7 @@ class ApiContext:
     connections: ConnectionService | None = None
     alarms: AlarmService | None = None
     notify: NotifyService | None = None
+    commands: CommandService | None = None
     started_at: float = field(default_factory=time.monotonic)
     stream_clients: int = 0
 

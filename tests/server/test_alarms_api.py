@@ -201,6 +201,10 @@ def test_conditions_are_versioned_validated_and_audited(tenant: TenantHandle) ->
     assert eng.post("/api/v1/alarms/conditions", json={**cond["config"]}).status_code == 409  # same name
     missing = {"name": "ghost", "spec": {"kind": "limit", "tag": f"{DEVICE}/Nope", "hi": 1}}
     assert eng.post("/api/v1/alarms/conditions", json=missing).status_code == 422
+    # a command action needs something to carry it: this server has no MQTT (test_alarm_actions.py has)
+    action = {"on": "activated", "kind": "command", "device": DEVICE, "command": "stop"}
+    r = eng.post("/api/v1/alarms/conditions", json={**cond["config"], "name": "z", "actions": [action]})
+    assert r.status_code == 422 and "no mqtt_url" in r.text, r.text
     changed = {**cond["config"], "spec": {**cond["config"]["spec"], "hi": 80}}
     r = eng.put(f"/api/v1/alarms/conditions/{cond['id']}", json=changed, params={"version": 1})
     assert r.status_code == 200 and r.json()["version"] == 2
