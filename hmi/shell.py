@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication
 from hmi.client.backoff import Backoff
 from hmi.client.credentials import CredentialStore
 from hmi.console import Console
+from hmi.gc_guard import GuiThreadCollector
 from hmi.style import assets_dir
 from hmi.views.login_dialog import LoginDialog, LoginForm
 from hmi.views.main_window import MainWindow
@@ -48,6 +49,7 @@ class Shell:
             remember=bool(last.get("remember", False)),
         )
         apply_style(app)
+        self.collector = GuiThreadCollector(parent=self.console)
         self.console.logged_out.connect(self._ask_login)
 
     def login_dialog(self) -> LoginDialog:

@@ -1,9 +1,14 @@
-"""A minimal Qt-free signal, so models can notify views without being QObjects (napari's idea)."""
+"""A minimal Qt-free signal, so models can notify views without being QObjects (napari's idea).
+
+Bound methods are held weakly (as napari's events do): a model must not keep a closed view
+alive, nor form a reference cycle with it that the garbage collector frees on another thread.
+"""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -12,15 +17,24 @@ class Signal(Generic[T]):
     """Listeners are called synchronously, in the order they connected."""
 
     def __init__(self) -> None:
-        self._listeners: list[Callable[[T], None]] = []
+        self._listeners: list[Callable[[], Any]] = []
 
     def connect(self, listener: Callable[[T], None]) -> None:
-        self._listeners.append(listener)
+        if hasattr(listener, "__self__") and hasattr(listener, "__func__"):
+            self._listeners.append(weakref.WeakMethod(listener))
+        else:
+            self._listeners.append(lambda: listener)
 
     def disconnect(self, listener: Callable[[T], None]) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._listeners = [ref for ref in self._listeners if ref() != listener]
 
     def emit(self, value: T) -> None:
-        for listener in list(self._listeners):
-            listener(value)
+        dead = False
+        for ref in list(self._listeners):
+            listener = ref()
+            if listener is None:
+                dead = True
+            else:
+                listener(value)
+        if dead:
+            self._listeners = [ref for ref in self._listeners if ref() is not None]

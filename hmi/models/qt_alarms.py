@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer
 from PySide6.QtGui import QColor, QFont
 
 from hmi.models.alarms import Alarm, AlarmStore
@@ -19,8 +19,8 @@ Index = QModelIndex | QPersistentModelIndex
 class AlarmTableModel(QAbstractTableModel):
     """Rows follow `AlarmStore.visible()`; unacknowledged rows blink at 1 Hz."""
 
-    def __init__(self, store: AlarmStore, blink_ms: int = 500) -> None:
-        super().__init__()
+    def __init__(self, store: AlarmStore, blink_ms: int = 500, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self.store = store
         self.rows: list[Alarm] = store.visible()
         self.blink_on = True

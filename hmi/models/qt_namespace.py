@@ -51,7 +51,7 @@ class NamespaceModel(QAbstractItemModel):
         self._icons = {cls: QIcon(str(icons / f"{cls}.svg")) for cls in ("folder", "device", "tag")}
         self._worst = alarms.worst_by_source()
         values.changed.connect(self._values_changed)
-        values.stale_changed.connect(lambda _stale: self._column_changed(1, 3))
+        values.stale_changed.connect(self._stale_changed)
         alarms.changed.connect(self._alarms_changed)
 
     # -- structure ------------------------------------------------------------------------
@@ -260,6 +260,9 @@ class NamespaceModel(QAbstractItemModel):
             item = self._by_id.get(node_id)
             if item is not None:
                 self.dataChanged.emit(self._index_of(item, 4), self._index_of(item, 4))
+
+    def _stale_changed(self, _stale: bool) -> None:
+        self._column_changed(1, 3)
 
     def _column_changed(self, first: int, last: int) -> None:
         for item in self._by_id.values():

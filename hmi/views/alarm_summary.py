@@ -70,7 +70,7 @@ class AlarmSummary(QWidget):
                  can_shelve: bool, parent: QWidget | None = None) -> None:  # fmt: skip
         super().__init__(parent)
         self.store, self._ack, self._shelve = store, acknowledge, shelve
-        self.model = AlarmTableModel(store)
+        self.model = AlarmTableModel(store, parent=self)
         self.table = QTableView()
         self.table.setObjectName("alarmTable")
         self.table.setModel(self.model)

@@ -206,10 +206,14 @@ class TrendView(QWidget):
         start, end = self.model.view_start, self.model.view_end
         if not self.model.paused:
             end = time.time()
-        points = max(200, min(5000, self.plot.width()))
+        points = self.history_points()
         for pen in list(self.model.pens):
             self.fetches += 1
             await self._fetch(pen, start, end, points)
+
+    def history_points(self) -> int:
+        """About one bucket per horizontal pixel: more would not show, fewer would hide spikes."""
+        return max(50, min(5000, self.plot.width()))
 
     # -- pens -----------------------------------------------------------------------------
     def _pens_changed(self, _: None) -> None:

@@ -1,0 +1,35 @@
+"""Python's cyclic garbage collector runs in whichever thread happens to allocate. If it frees
+a QObject caught in a reference cycle from a worker thread (asyncio's DNS executor, a test's
+server thread), Qt aborts ("Timers cannot be stopped from another thread") or crashes. So the
+console switches automatic collection off and collects from a timer on the GUI thread."""
+
+from __future__ import annotations
+
+import gc
+
+from PySide6.QtCore import QObject, QTimer
+
+
+class GuiThreadCollector(QObject):
+    """Collects on the GUI thread when the allocation counters pass gc's own thresholds."""
+
+    def __init__(self, interval_ms: int = 500, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.threshold = gc.get_threshold()
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.check)
+        gc.disable()
+        self._timer.start(interval_ms)
+
+    def check(self) -> None:
+        counts = gc.get_count()
+        for generation in (2, 1, 0):
+            if counts[generation] > self.threshold[generation]:
+                gc.collect(generation)
+                return
+
+    def stop(self) -> None:
+        """Back to automatic collection (tests, shutdown)."""
+        self._timer.stop()
+        gc.collect()
+        gc.enable()
