@@ -1,6 +1,6 @@
 """AMQP ingest (RabbitMQ → `iiot-server` → historian) beside a bare aio-pika consumer, same run.
 
-The real server (`python -m server.cli run`, default settings: `amqp_prefetch` 200, historian
+The real server (`python -m server.cli run`, default settings: `amqp_prefetch` 3000, historian
 flush 0.2 s, stream coalescing 50 ms) runs in its own process on a throwaway SQLite or
 PostgreSQL database and consumes the machine's RabbitMQ (`IIOT_BENCH_AMQP_URL`, default
 amqp://guest:guest@127.0.0.1/). Each run declares its own exchanges and queues (unique names;
