@@ -15,7 +15,7 @@ which then stops. `--messages` messages are published once (aio-pika, publisher 
 in flight); the exchange routes a copy into the server's queue and one into the baseline's, so
 both drain the same bytes from a full queue and no publisher competes for the 2 cores.
   * baseline: a bare aio-pika consumer in its own process (plain asyncio like the server; same
-    prefetch; a `consume()` callback per delivery, as the adapter; `json.loads` of the body, then
+    prefetch; aio-pika's `consume()` callback per delivery; `json.loads` of the body, then
     `ack()`), timed from its first delivery to its last ack;
   * server: a second server process with AMQP on, same database; `GET /api/v1/ingest/stats`
     (accepted samples, counted after the historian commit, before the ack) is polled every

@@ -69,9 +69,9 @@ async def ingest_together(
     for m in pending:
         outcomes[m] = await _alone(pipeline, tenant_id, source, messages[m])
     done: list[Outcome] = []
-    for outcome in outcomes:
-        assert outcome is not None  # every message was stored merged, refused or tried alone
-        done.append(outcome)
+    for each in outcomes:
+        assert each is not None  # every message was stored merged, refused or tried alone
+        done.append(each)
     return done
 
 
