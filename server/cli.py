@@ -94,7 +94,16 @@ async def _check(settings: Settings) -> str:
         await db.ensure_current()
     finally:
         await db.dispose()
-    return f"configuration valid; database {db.display_url} reachable and current"
+    return f"configuration valid; database {db.display_url} reachable and current; {_protocols_loaded()}"
+
+
+def _protocols_loaded() -> str:
+    """Import every protocol adapter and its library: a frozen build missing one fails here,
+    in `check` (which the installers run), instead of at the first message from the field."""
+    from server.ingest import registry
+
+    names = ", ".join(module.__name__.rsplit(".", 1)[-1] for module in registry.MODULES)
+    return f"protocol adapters loaded: {names}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"iiot-server {__version__}")
     parser.add_argument("-c", "--config", type=Path, help="TOML configuration file (default: $IIOT_CONFIG)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--check", action="store_true", help="the same as the check command (what installers run)")
+    sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the server")
     init = sub.add_parser("init", help="create or migrate the database and the first tenant with its admin")
     init.add_argument("--tenant", required=True)
@@ -119,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.check:
+        args.command = "check"
+    elif args.command is None:
+        parser.error("a command is required (run, init, create-user, migrate, check, example-config)")
     if args.command == "example-config":
         print(example_toml(), end="")
         return 0

@@ -1,0 +1,1 @@
+"""Entry scripts PyInstaller freezes: each only calls a package's `main`."""
