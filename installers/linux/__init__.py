@@ -1,0 +1,1 @@
+"""Linux packaging: the .deb, its systemd unit, desktop entry and maintainer scripts."""

@@ -1,0 +1,1 @@
+"""Tests of the frozen programs and the installers (issue #6)."""
