@@ -92,13 +92,16 @@ class ServiceRunner:
         """Load the configuration, log to `<data_dir>/logs/iiot-server.log` (a service has no
         console), serve until stopped. Errors propagate: SvcDoRun reports them."""
         self.settings = self._load()
+        root = logging.getLogger()
+        level = root.level
         handler = _file_logging(self.settings)
         try:
             asyncio.run(self._main(self.settings))
         finally:
             if handler is not None:
-                logging.getLogger().removeHandler(handler)
+                root.removeHandler(handler)
                 handler.close()
+            root.setLevel(level)
 
     async def _main(self, settings: Settings) -> None:
         self._stop = asyncio.Event()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from installers.build import Bundle
 from installers.linux import build_deb
 from server.config import load_settings
 from tests.installers.conftest import BUILD_TIMEOUT, need
@@ -122,11 +121,11 @@ def test_installed_binaries_answer(deb_root: Path, tmp_path: Path, backend: str)
     with database_url(backend, tmp_path) as url:
         env = {"PATH": os.environ["PATH"], "IIOT_DATA_DIR": str(tmp_path), "IIOT_DATABASE_URL": url,
                "IIOT_HMI_CONFIG_DIR": str(tmp_path / "hmi")}  # fmt: skip
-        for exe, args, expected in ((server, ["--version"], "iiot-server 0.1.0"), (hmi, ["--version"], "iiot-hmi 0.1.0"),
-                                    (server, ["migrate"], "schema empty ->"),
-                                    (server, ["--check"], "reachable and current")):  # fmt: skip
-            r = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=120, check=False)
-            assert r.returncode == 0 and expected in r.stdout, (args, r.stdout, r.stderr)
+        steps = [(server, "--version", "iiot-server 0.1.0"), (hmi, "--version", "iiot-hmi 0.1.0"),
+                 (server, "migrate", "schema empty ->"), (server, "--check", "reachable and current")]  # fmt: skip
+        for exe, arg, expected in steps:
+            r = subprocess.run([str(exe), arg], capture_output=True, text=True, env=env, timeout=120, check=False)
+            assert r.returncode == 0 and expected in r.stdout, (arg, r.stdout, r.stderr)
 
 
 # --- maintainer scripts through a real dpkg in a fake root -------------------------------------
