@@ -4,11 +4,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# Debian packages the tests and the demo need (Qt's X11 backend libraries, Xvfb for screenshots).
+# Debian packages the tests and the demo need (Qt's X11 backend libraries, Xvfb for screenshots;
+# for tests/installers: dpkg-deb with zstd, systemd-analyze, desktop-file-validate, makensis, ar).
 APT_PACKAGES := libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libegl1 xvfb \
-                mosquitto-clients libcoap3-bin amqp-tools
+                mosquitto-clients libcoap3-bin amqp-tools \
+                dpkg-dev zstd binutils systemd desktop-file-utils nsis
 
-.PHONY: setup demo test lint typecheck unit bench services system-deps clean
+.PHONY: setup demo test lint typecheck unit bench services system-deps dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +42,13 @@ unit: setup
 
 test: setup system-deps services lint typecheck unit
 
+# The frozen programs (PyInstaller, cached in build/bundles by input hash), the one-file console,
+# dist/iiot-platform_<version>_<arch>.deb, and the Windows installer compiled around stand-ins.
+dist: setup system-deps
+	$(BIN)/python -m installers.build all
+
 bench: setup services
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info .demo
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info .demo build dist
