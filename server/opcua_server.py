@@ -46,6 +46,9 @@ What asyncua (2.1) could not do, and what was done instead:
   or shelving implementations), events reach only monitored items on the emitting node, of every
   session, and its ConditionRefresh keeps one list for all sessions: conditions.py builds the
   nodes, delivers events per tenant along the notifier chain and answers ConditionRefresh itself.
+- Event filters: OfType is compared for equality, WhereClause browse paths are cut to their first
+  name, a select clause naming a Python attribute of the event object fails the delivery to
+  every later subscription: event_filter.py does it the Part 4 way.
 - Subscription services do not check that a subscription belongs to the calling session
   (any session could delete, modify, acknowledge or take over another's): the session checks it.
 - BrowseNext is not implemented (a Browse returns every reference at once; asyncua answers
@@ -110,6 +113,9 @@ MAX_ALARM_BACKLOG = 100_000
 """Alarm events waiting for the OPC UA thread; beyond this the oldest go and every tenant's
 conditions are read afresh instead."""
 ALARM_KINDS = ("alarm", "alarm_conditions")
+MASKED_POLL_S = 1.0
+"""Shelved, suppressed and out-of-service alarms are read this often: their process condition
+(ActiveState under a mask) changes without a bus event."""
 
 
 def build(ctx: IngestContext) -> list[Adapter]:
@@ -165,9 +171,11 @@ class OpcUaServerAdapter:
         self._stop = asyncio.Event()
         while not self._stopping:
             core = Core(self.ctx, self._bridge, self._count)
+            self.core = core  # takes messages from now on: what happens while it loads comes after
             try:
                 await core.start()
             except OSError as exc:  # the port is taken: say so and try again
+                self.core = None
                 log.error("opcua server: cannot listen on %s:%d (%s); retrying", core.host, core.port, exc)
                 await core.stop()
                 try:
@@ -175,7 +183,9 @@ class OpcUaServerAdapter:
                 except TimeoutError:
                     continue
                 return
-            self.core = core
+            except BaseException:
+                self.core = None
+                raise
             self.ready.set()
             log.info("opcua server: listening on %s", core.endpoint)
             try:
@@ -284,6 +294,7 @@ class Core:
         self._tasks = [
             asyncio.create_task(self._pump(), name="opcua server values"),
             asyncio.create_task(self._resync(), name="opcua server resync"),
+            asyncio.create_task(self._poll_masked(), name="opcua server masked alarms"),
         ]
 
     async def stop(self) -> None:
@@ -356,21 +367,49 @@ class Core:
     async def drain_alarms(self) -> None:
         """The alarm events handed over so far, in order, into the conditions (and their events)."""
         async with self._alarm_drain:
-            with self._lock:
-                batch, self._alarm_events = self._alarm_events, []
-                overflow, self._alarm_overflow = self._alarm_overflow, False
-            if overflow:
-                log.warning("opcua server: alarm events overflowed; reading every tenant's conditions afresh")
-                for tenant_id in sorted(self.conditions.tenants):
-                    batch.insert(0, (tenant_id, "reload", {}))
-            for tenant_id, kind, data in batch:
-                try:
-                    if kind == "reload":
-                        await self.conditions.reconcile(tenant_id, reload=True)
-                    else:
-                        await self.conditions.on_event(tenant_id, kind, data)
-                except Exception:
-                    log.exception("opcua server: cannot show an alarm event of tenant %d", tenant_id)
+            await self._drain_pending()
+
+    async def _drain_pending(self) -> None:
+        """`drain_alarms` under `_alarm_drain`. Whatever reads conditions from the platform drains
+        first under the same lock, so that no event older than its snapshot is applied after it."""
+        with self._lock:
+            batch, self._alarm_events = self._alarm_events, []
+            overflow, self._alarm_overflow = self._alarm_overflow, False
+        if overflow:
+            log.warning("opcua server: alarm events overflowed; reading every tenant's conditions afresh")
+            for tenant_id in sorted(self.conditions.tenants):
+                batch.insert(0, (tenant_id, "reload", {}))
+        for tenant_id, kind, data in batch:
+            try:
+                if kind == "reload":
+                    await self.conditions.reconcile(tenant_id, reload=True)
+                else:
+                    await self.conditions.on_event(tenant_id, kind, data)
+            except Exception:
+                log.exception("opcua server: cannot show an alarm event of tenant %d", tenant_id)
+
+    async def _reconcile(self, tenant_id: int, *, reload: bool = False) -> None:
+        async with self._alarm_drain:
+            await self._drain_pending()
+            await self.conditions.reconcile(tenant_id, reload=reload)
+
+    async def _poll_masked(self) -> None:
+        while True:
+            await asyncio.sleep(MASKED_POLL_S)
+            try:
+                await self.refresh_masked()
+            except Exception:
+                log.exception("opcua server: cannot read the masked alarms")
+
+    async def refresh_masked(self) -> None:
+        """The masked conditions read afresh: an event for each whose process condition changed."""
+        masked = self.conditions.masked()
+        if not masked:
+            return
+        async with self._alarm_drain:
+            await self._drain_pending()
+            for tenant_id, ids in sorted(masked.items()):
+                await self.conditions.apply(tenant_id, await self._fetch_conditions(tenant_id, ids))
 
     async def _resync(self) -> None:
         while True:
@@ -384,7 +423,7 @@ class Core:
         tenants = await self.bridge(self.ctx.tenants.all())
         for tenant_id in set(self.mirror.trees) - {t.id for t in tenants if t.is_active}:
             await self.mirror.sync_tenant(tenant_id, None, "", [], {})
-            await self.conditions.reconcile(tenant_id)
+            await self._reconcile(tenant_id)
         for tenant in tenants:
             if tenant.is_active:
                 await self._sync(tenant.id, reload=True)
@@ -397,17 +436,17 @@ class Core:
             tenant = None
         if tenant is None or not tenant.is_active:
             await self.mirror.sync_tenant(tenant_id, None, "", [], {})
-            await self.conditions.reconcile(tenant_id)
+            await self._reconcile(tenant_id)
             return
         for other, name in list(self.mirror.names.items()):  # a deleted tenant's name came back
             if name == tenant.name and other != tenant_id:
                 await self.mirror.sync_tenant(other, None, "", [], {})
-                await self.conditions.reconcile(other)
+                await self._reconcile(other)
         nodes = await self.bridge(self.ctx.nodes.find(tenant_id, limit=MAX_NODES))
         tag_ids = [n.id for n in nodes if n.node_class is NodeClass.TAG]
         live: dict[int, LiveValue] = await self.bridge(self.ctx.pipeline.cache.get(tag_ids)) if tag_ids else {}
         await self.mirror.sync_tenant(tenant_id, tenant.name, tenant.display_name or tenant.name, nodes, live)
-        await self.conditions.reconcile(tenant_id, reload=reload)
+        await self._reconcile(tenant_id, reload=reload)
 
     async def _fetch_conditions(self, tenant_id: int, ids: frozenset[int] | None) -> list[ConditionInfo]:
         if self.alarm_service is None:

@@ -96,10 +96,12 @@ class ConditionMethods:
         if method.NamespaceIndex == 0 and method.Identifier in REFRESH_IDS:
             return await self._refresh(who, req, args, own)
         ref = self.registry.conditions.get(target)
+        if ref is not None and ref.tenant_id != who.tenant_id:  # the session's view checked it already
+            return _status(StatusCodes.BadNodeIdUnknown)
         instance = self.registry.condition_methods.get(method)
         if instance is not None:
             spec = BY_PATH[instance[1]]
-            if ref is None or ref.node != instance[0]:
+            if ref is None or ref.node != instance[0]:  # another condition's method
                 return _status(StatusCodes.BadMethodInvalid)
         else:
             ident = method.Identifier
@@ -107,6 +109,10 @@ class ConditionMethods:
             spec = BY_STANDARD_ID[ident]
             if ref is None:
                 return _status(StatusCodes.BadMethodInvalid)  # a condition method needs a condition
+        if target != ref.node and not spec.on_shelving:
+            # the object is the ShelvingState: only the shelving methods are its own (those also
+            # take the ConditionId, as Part 9 asks)
+            return _status(StatusCodes.BadMethodInvalid)
         return await self._condition(who, ref, spec, args)
 
     async def _condition(
@@ -134,6 +140,10 @@ class ConditionMethods:
         if not who.can(PERMISSION[spec.action]):
             return _status(StatusCodes.BadUserAccessDenied, results)
         action = spec.action
+        if EVENT_ID in given:
+            # Transitions already published count first: an EventId from before a raise that is
+            # still on its way must not acknowledge the new alarm.
+            await self.drain()
         if EVENT_ID in given and not self.conditions.event_known(
             ref, given[EVENT_ID], to_acknowledge=action is Action.ACKNOWLEDGE
         ):

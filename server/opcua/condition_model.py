@@ -107,11 +107,11 @@ def describe(rt: Runtime, view: dict[str, Any]) -> ConditionInfo:
 async def snapshot(service: AlarmService, tenant_id: int, ids: frozenset[int] | None = None) -> list[ConditionInfo]:
     """Every condition of a tenant (or those of `ids`) with its alarm, on the platform's loop."""
     engine = service.engine
-    return [
-        describe(rt, engine.view(rt))
-        for rt in list(engine.runtimes.values())
-        if rt.tenant_id == tenant_id and (ids is None or rt.id in ids)
-    ]
+    if ids is None:
+        found = [rt for rt in list(engine.runtimes.values()) if rt.tenant_id == tenant_id]
+    else:  # one condition's change must not cost a pass over every tenant's conditions
+        found = [rt for i in sorted(ids) if (rt := engine.runtimes.get(i)) is not None and rt.tenant_id == tenant_id]
+    return [describe(rt, engine.view(rt)) for rt in found]
 
 
 # -- the nodes of a condition ----------------------------------------------------------------------------
@@ -302,11 +302,16 @@ def _ms(seconds: float) -> ua.Variant:
     return ua.Variant(float(seconds) * 1000.0, ua.VariantType.Double)
 
 
+def masked(view: dict[str, Any]) -> bool:
+    """Shelved, suppressed or out of service (SuppressedOrShelved)."""
+    shelved = (view.get("shelving") or "unshelved") != "unshelved"
+    return shelved or bool(view.get("suppressed")) or bool(view.get("out_of_service"))
+
+
 def presented_active(view: dict[str, Any]) -> bool:
     """Annunciated, or — while shelved, suppressed or out of service — the process condition itself:
     Part 9 keeps ActiveState running under the masks, which SuppressedOrShelved reports."""
-    masked = view.get("shelving") != "unshelved" or bool(view.get("suppressed")) or bool(view.get("out_of_service"))
-    return bool(view.get("active")) or (masked and bool(view.get("condition")))
+    return bool(view.get("active")) or (masked(view) and bool(view.get("condition")))
 
 
 def unshelve_time_ms(view: dict[str, Any], now: float) -> float:
@@ -324,7 +329,6 @@ def field_values(info: ConditionInfo, memo: Memo, *, source: ua.NodeId | None, n
     shelving = str(view.get("shelving") or "unshelved")
     shelf_name, shelf_id = SHELVING_STATES.get(shelving, SHELVING_STATES["unshelved"])
     class_id, class_name = CLASSES.get(info.kind or "", PROCESS_CLASS)
-    masked = shelving != "unshelved" or bool(view.get("suppressed")) or bool(view.get("out_of_service"))
     severity = int(view.get("severity") or 1)
     out: dict[str, ua.Variant] = {
         "EventId": ua.Variant(memo.event_id, ua.VariantType.ByteString),
@@ -342,7 +346,7 @@ def field_values(info: ConditionInfo, memo: Memo, *, source: ua.NodeId | None, n
         "Retain": _bool(enabled and bool(view.get("retained"))),
         "ClientUserId": ua.Variant(memo.comment_user, ua.VariantType.String),
         "InputNode": _nid(source if info.source_is_tag else None),
-        "SuppressedOrShelved": _bool(masked),
+        "SuppressedOrShelved": _bool(masked(view)),
         "MaxTimeShelved": _ms(info.max_shelve_s),
         "OnDelay": _ms(info.on_delay_s),
         "OffDelay": _ms(info.off_delay_s),

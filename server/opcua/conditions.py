@@ -11,7 +11,9 @@ asyncua 2.1 has no server-side condition model, so this builds one on its addres
   EventId, delivered to the event monitored items of the tenant's sessions (holding
   `alarms.read`) on the condition, on any object above it in the tenant's tree and on the
   Server object. asyncua delivers an event only to the emitting node's monitored items, of every
-  session; here each subscription's owner is checked first.
+  session; here each subscription's owner is checked first (its user as of now: `PrincipalOf`).
+- **Masked alarms** change their process condition without a bus event: the server core reads
+  them again every second (`masked`, `apply`) so that ActiveState follows under a mask.
 - **ConditionRefresh** re-sends the retained conditions' last events (same EventIds) between a
   RefreshStartEvent and a RefreshEndEvent, to the calling subscription only.
 - EventIds are remembered per condition (`event_known`) for Acknowledge and AddComment.
@@ -31,7 +33,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asyncua import ua
-from asyncua.common.events import Event
 from asyncua.server.internal_subscription import InternalSubscription
 from asyncua.server.server import Server
 
@@ -48,9 +49,11 @@ from server.opcua.condition_model import (
     Memo,
     children,
     field_values,
+    masked,
     presented_active,
     unshelve_time_ms,
 )
+from server.opcua.event_filter import FieldEvent
 from server.opcua.mirror import ALARM_INFIX, Built, ConditionRef, Mirror, Registry
 
 log = logging.getLogger(__name__)
@@ -64,8 +67,9 @@ PRESENTED = ("state", "active", "acked", "condition", "latched", "retained", "se
 """A change of any of these is an event even when the bus message named no transition."""
 UNSHELVE_TIME = "ShelvingState/UnshelveTime"
 
-PrincipalOf = Callable[[ua.NodeId], Principal | None]
-"""The user of a session (by session id), None when it has none (not activated, closed)."""
+PrincipalOf = Callable[[ua.NodeId, int], Awaitable[Principal | None]]
+"""The current user of a session (by session id) of that tenant; None when it has none (not
+activated, closed, disabled) or is another tenant's."""
 Fetch = Callable[[int, frozenset[int] | None], Awaitable[list[ConditionInfo]]]
 """A tenant's conditions (all, or those ids) from the platform's alarm engine."""
 
@@ -91,7 +95,7 @@ class Condition:
     memo: Memo
     placement: Placement | None = None
     values: dict[str, ua.Variant] = field(default_factory=dict)
-    last_event: Event | None = None
+    last_event: FieldEvent | None = None
     known: deque[bytes] = field(default_factory=lambda: deque(maxlen=KNOWN_EVENT_IDS))
     ackable: deque[bytes] = field(default_factory=lambda: deque(maxlen=KNOWN_EVENT_IDS))
     """EventIds an Acknowledge may name: those since the alarm was last raised (an older one would
@@ -111,17 +115,17 @@ def _event_id() -> bytes:
     return uuid.uuid4().bytes
 
 
-def _to_event(values: dict[str, ua.Variant], condition: ua.NodeId) -> Event:
+def _to_event(values: dict[str, ua.Variant], condition: ua.NodeId) -> FieldEvent:
     """asyncua's condition event classes give some fields a NodeId for a variant type (UtcTime,
     Duration) and lack ShelvingState: the event is built from the fields themselves."""
-    event = Event(condition)
+    event = FieldEvent(condition)
     for name, variant in values.items():
         event.add_property(name, variant.Value, variant.VariantType)
     event.add_property("NodeId", condition, ua.VariantType.NodeId)  # the ConditionId
     return event
 
 
-def _system_event(type_id: int, message: str, now: float) -> Event:
+def _system_event(type_id: int, message: str, now: float) -> FieldEvent:
     values = {
         "EventId": ua.Variant(_event_id(), ua.VariantType.ByteString),
         "EventType": ua.Variant(std(type_id), ua.VariantType.NodeId),
@@ -132,7 +136,7 @@ def _system_event(type_id: int, message: str, now: float) -> Event:
         "Message": ua.Variant(ua.LocalizedText(message), ua.VariantType.LocalizedText),
         "Severity": ua.Variant(1, ua.VariantType.UInt16),
     }
-    event = Event(SERVER)
+    event = FieldEvent(SERVER)
     for name, variant in values.items():
         event.add_property(name, variant.Value, variant.VariantType)
     return event
@@ -156,6 +160,8 @@ class Conditions:
         self.names: dict[int, str] = {}
         """The tenant name each loaded tenant's node ids were made with."""
         self.lock = asyncio.Lock()
+        self._refreshing: set[int] = set()
+        """Subscriptions a ConditionRefresh runs for: a second one at once would interleave brackets."""
         self._index: dict[int, dict[ua.NodeId, Built]] = {}
 
     # -- following the platform ---------------------------------------------------------------------------
@@ -216,6 +222,31 @@ class Conditions:
                     await self._update(self.by_id[cid], info, data, force=True)
             else:
                 await self._update(cond, info, data if kind == "alarm" else None)
+
+    def masked(self) -> dict[int, frozenset[int]]:
+        """Per tenant, its shelved, suppressed and out-of-service conditions. Under a mask the
+        alarm engine follows the process condition without a bus event (nothing is annunciated),
+        yet ActiveState shows it: these are read again from time to time (`apply`)."""
+        out: dict[int, set[int]] = {}
+        for cid, cond in self.by_id.items():
+            if masked(cond.info.view):
+                out.setdefault(cond.info.tenant_id, set()).add(cid)
+        return {tenant_id: frozenset(ids) for tenant_id, ids in out.items()}
+
+    async def apply(self, tenant_id: int, infos: list[ConditionInfo]) -> None:
+        """Fresh snapshots of some of a tenant's conditions (newer than every event applied): an
+        event for each whose presented state changed; the others only keep the newer facts."""
+        async with self.lock:
+            for info in infos:
+                cond = self.by_id.get(info.id)
+                if cond is None or cond.info.tenant_id != tenant_id:
+                    continue
+                before = cond.info
+                same = before.structure() == info.structure() and before.source_is_tag == info.source_is_tag
+                if same and all(before.view.get(k) == info.view.get(k) for k in PRESENTED):
+                    cond.info = info
+                else:
+                    await self._update(cond, info, None)
 
     async def _load(self, tenant_id: int, infos: list[ConditionInfo], *, complete: bool) -> None:
         self.names[tenant_id] = self.mirror.names[tenant_id]
@@ -477,26 +508,28 @@ class Conditions:
 
     # -- events ---------------------------------------------------------------------------------------------------
 
-    def _audience(self, tenant_id: int) -> list[InternalSubscription]:
-        """The subscriptions of the tenant's sessions whose users may see its alarms."""
+    async def _audience(self, tenant_id: int) -> list[InternalSubscription]:
+        """The subscriptions of the tenant's sessions whose users (as they are now) may see its alarms."""
         out = []
         for sub in list(self.subscription_service.subscriptions.values()):
-            who = self.principal_of(sub.session_id)
-            if (
-                who is not None and who.tenant_id == tenant_id and who.can(Permission.ALARMS_READ)
-                and who.can(Permission.NAMESPACE_READ)
-            ):  # fmt: skip
+            who = await self.principal_of(sub.session_id, tenant_id)
+            if who is not None and who.can(Permission.ALARMS_READ) and who.can(Permission.NAMESPACE_READ):
                 out.append(sub)
         return out
 
-    async def _deliver(self, cond: Condition, event: Event) -> None:
+    async def _deliver(self, cond: Condition, event: FieldEvent) -> None:
+        """To each subscription on its own: a failure with one (its filter) keeps it from no other."""
         placement = cond.placement
         if placement is None:
             return
-        for sub in self._audience(cond.info.tenant_id):
-            for notifier in placement.chain:
-                event.emitting_node = notifier
-                await sub.monitored_item_srv.trigger_event(event)
+        for sub in await self._audience(cond.info.tenant_id):
+            try:
+                for notifier in placement.chain:
+                    event.emitting_node = notifier
+                    await sub.monitored_item_srv.trigger_event(event)
+            except Exception:
+                log.exception("opcua server: alarm event of %s not delivered to subscription %s", cond.info.name,
+                              sub.data.SubscriptionId)  # fmt: skip
         event.emitting_node = cond.node
 
     def event_known(self, ref: ConditionRef, event_id: bytes, *, to_acknowledge: bool) -> bool:
@@ -519,6 +552,18 @@ class Conditions:
         }
         if monitored_item is not None and not any(watched.values()):
             return bad(StatusCodes.BadMonitoredItemIdInvalid)
+        sid = sub.data.SubscriptionId
+        if sid in self._refreshing:
+            return bad(StatusCodes.BadRefreshInProgress)
+        self._refreshing.add(sid)
+        try:
+            await self._refresh(who, sub, watched)
+        finally:
+            self._refreshing.discard(sid)
+        return ua.StatusCode()
+
+    async def _refresh(self, who: Principal, sub: InternalSubscription, watched: dict[ua.NodeId, list[int]]) -> None:
+        items = sub.monitored_item_srv
         now = self.clock()
         await self._raw(sub, watched, _system_event(ObjectIds.RefreshStartEventType, "ConditionRefresh started", now))
         async with self.lock:
@@ -534,10 +579,9 @@ class Conditions:
                         await items._trigger_event(event, mid)
                 event.emitting_node = cond.node
         await self._raw(sub, watched, _system_event(ObjectIds.RefreshEndEventType, "ConditionRefresh ended", now))
-        return ua.StatusCode()
 
     @staticmethod
-    async def _raw(sub: InternalSubscription, watched: dict[ua.NodeId, list[int]], event: Event) -> None:
+    async def _raw(sub: InternalSubscription, watched: dict[ua.NodeId, list[int]], event: FieldEvent) -> None:
         items = sub.monitored_item_srv
         for mids in watched.values():
             for mid in mids:

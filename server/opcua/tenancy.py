@@ -16,6 +16,8 @@ server is assembled from subclasses of its internal classes (pinned asyncua 2.1)
   take over any subscription id), and TransferSubscriptions only between sessions of one user.
   Alarm condition nodes are seen only with `alarms.read`; calls of their methods (and
   ConditionRefresh) go to `condition_methods.ConditionMethods` with the caller's principal.
+  Event monitored items get a Part 4 WhereClause (event_filter.py); alarm events ask
+  `principal_of` whether a session's user, checked again like a request, may still have them.
 - `TenantServer` / `TenantBinaryServer` / `TenantProtocol` only exist to put the processor in.
 """
 
@@ -46,6 +48,7 @@ from server.domain.principal import Principal
 from server.domain.quality import Quality
 from server.opcua.common import AttributeIds, ObjectIds, StatusCodes, bad, epoch, number, quality_of, std
 from server.opcua.condition_methods import ConditionMethods
+from server.opcua.event_filter import use_part4_where
 from server.opcua.mirror import DeviceRef, Registry, TagRef
 
 log = logging.getLogger(__name__)
@@ -96,9 +99,14 @@ class TenantInternalServer(InternalServer):
         self.sessions: dict[ua.NodeId, TenantSession] = {}
         """Activated sessions by session id: whose subscription an alarm event may reach."""
 
-    def principal_of(self, session_id: ua.NodeId) -> Principal | None:
+    async def principal_of(self, session_id: ua.NodeId, tenant_id: int) -> Principal | None:
+        """The user of a session of that tenant, checked again like any request of the session
+        (`PRINCIPAL_TTL_S`): a disabled user or one who lost a permission stops receiving alarm
+        events although a subscribed client sends nothing but Publish. None for other sessions."""
         session = self.sessions.get(session_id)
-        return session.principal if session is not None else None
+        if session is None or session.principal is None or session.principal.tenant_id != tenant_id:
+            return None
+        return await session.current()
 
     def create_session(
         self,
@@ -155,6 +163,13 @@ class TenantSession(InternalSession):
                 raise ServiceError(StatusCodes.BadUserAccessDenied) from None
             self.principal, self.checked_at = principal, time.monotonic()
         return principal
+
+    async def current(self) -> Principal | None:
+        """`_who` for the server's own use: None instead of a ServiceError once the user is gone."""
+        try:
+            return await self._who()
+        except ServiceError:
+            return None
 
     def _visible(self, who: Principal, nodeid: ua.NodeId) -> bool:
         reg = self.gate.registry
@@ -357,13 +372,21 @@ class TenantSession(InternalSession):
             )  # fmt: skip
             for i, res in zip(shown, await super().create_monitored_items(sub), strict=True):
                 out[i] = res
+            self._part4_where(params.SubscriptionId, [r.MonitoredItemId for r in out if r.StatusCode.is_good()])
         return out
 
     async def modify_monitored_items(
         self, params: ua.ModifyMonitoredItemsParameters
     ) -> list[ua.MonitoredItemModifyResult]:
         self._require_own(params.SubscriptionId)
-        return await super().modify_monitored_items(params)
+        results = await super().modify_monitored_items(params)
+        self._part4_where(params.SubscriptionId, [i.MonitoredItemId for i in params.ItemsToModify])
+        return results
+
+    def _part4_where(self, subscription_id: int, monitored_item_ids: list[int]) -> None:
+        sub = self._own_subscription(subscription_id)
+        if sub is not None:
+            use_part4_where(sub.monitored_item_srv, monitored_item_ids)
 
     async def set_monitoring_mode(self, params: ua.SetMonitoringModeParameters) -> list[ua.StatusCode]:
         self._require_own(params.SubscriptionId)

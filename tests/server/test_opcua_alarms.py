@@ -20,6 +20,8 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.common.events import Event
 
+from server import opcua_server
+from server.opcua import tenancy
 from tests.server.test_opcua_server import adapter, eventually, nid, session
 from tests.support import BACKENDS, Api, LiveServer, TenantHandle, database_url, free_port, make_settings, wait_for
 
@@ -374,5 +376,204 @@ def test_conditions_follow_their_configuration_and_the_namespace(
                 return False
 
             await eventually(gone, what="the deleted condition's node gone")
+
+    asyncio.run(check())
+
+
+# -- review fixes: filters, revoked users, races, objects (SQLite) -----------------------------------------
+
+
+def _operand(*path: str) -> ua.SimpleAttributeOperand:
+    return ua.SimpleAttributeOperand(
+        TypeDefinitionId=ua.NodeId(ua.ObjectIds.BaseEventType), BrowsePath=[ua.QualifiedName(p, 0) for p in path],
+        AttributeId=ua.AttributeIds.Value,
+    )  # fmt: skip
+
+
+def _event_filter(select: list[tuple[str, ...]], *where: ua.ContentFilterElement) -> ua.EventFilter:
+    return ua.EventFilter(SelectClauses=[_operand(*p) for p in select], WhereClause=ua.ContentFilter(list(where)))
+
+
+def _literal(value: Any) -> ua.LiteralOperand:
+    return ua.LiteralOperand(Value=ua.Variant(value))
+
+
+@sqlite_only
+def test_event_filters_as_part_4_defines_them(ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]) -> None:
+    """OfType takes subtypes, a WhereClause operand's whole browse path names the field, and one
+    session's select clause naming no field (a Python attribute of asyncua's event object) costs
+    no other session its events."""
+    a, _ = plant
+    cid = limit_condition(a)
+    of_type = ua.ContentFilterElement(
+        FilterOperator=ua.FilterOperator.OfType, FilterOperands=[_literal(ua.NodeId(ua.ObjectIds.AlarmConditionType))]
+    )
+    active = ua.ContentFilterElement(
+        FilterOperator=ua.FilterOperator.Equals, FilterOperands=[_operand("ActiveState", "Id"), _literal(True)]
+    )
+
+    async def check() -> None:
+        async with session(ua_live, a, "operator") as careless, session(ua_live, a, "operator") as client:
+            await appeared(client, cond_id(a, cid))
+            bad_sub = await careless.create_subscription(20, None)  # subscribed first: served first
+            await bad_sub.subscribe_events(evfilter=_event_filter([("EventType",), ("emitting_node",)]))
+            by_type = await client.create_subscription(20, None)
+            await by_type.subscribe_events(evfilter=_event_filter([("EventType",), ("ActiveState", "Id")], of_type))
+            by_state = await client.create_subscription(20, None)
+            await by_state.subscribe_events(evfilter=_event_filter([("EventType",), ("ActiveState", "Id")], active))
+
+            await asyncio.to_thread(send, a, 95.0)
+            typed = await next_event(by_type, lambda e: True)
+            assert typed.EventType == ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType), "a subtype passes OfType"
+            assert _active(await next_event(by_state, lambda e: True))
+            nulls = await next_event(bad_sub, lambda e: True)
+            assert nulls.EventType == typed.EventType and nulls.emitting_node is None, "no such field: null"
+
+            await asyncio.to_thread(send, a, 50.0)
+            assert not _active(await next_event(by_type, lambda e: True))
+            assert await drain(by_state) == [], "ActiveState/Id = true lets the clearing through no more"
+
+    asyncio.run(check())
+
+
+@sqlite_only
+def test_a_disabled_user_receives_no_more_alarm_events(
+    ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscribed client sends only Publish: the user is checked again before each event."""
+    a, _ = plant
+    monkeypatch.setattr(tenancy, "PRINCIPAL_TTL_S", 0.1)
+    cid = limit_condition(a)
+    users = {u["username"]: u["id"] for u in a.admin.get("/api/v1/users").json()}
+
+    async def check() -> None:
+        async with session(ua_live, a, "viewer") as client:
+            await appeared(client, cond_id(a, cid))
+            sub = await alarm_events(client)
+            r = await asyncio.to_thread(a.admin.patch, f"/api/v1/users/{users['viewer']}", json={"is_active": False})
+            assert r.status_code == 200, r.text
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(send, a, 95.0)
+            await asyncio.to_thread(wait_for, lambda: alarm(a.engineer, cid)["state"] == "unack_active")
+            assert await drain(sub, 1.0) == []
+
+    asyncio.run(check())
+
+
+@sqlite_only
+def test_acknowledge_counts_the_transitions_on_their_way(
+    ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An EventId from before a new raise that the server has not shown yet does not acknowledge it."""
+    a, _ = plant
+    cid = limit_condition(a)
+    operator = a.users["operator"]
+
+    async def check() -> None:
+        async with session(ua_live, a, "operator") as client:
+            cond = await appeared(client, cond_id(a, cid))
+            sub = await alarm_events(client)
+            await asyncio.to_thread(send, a, 95.0)
+            raised = await next_event(sub, _active)
+            await asyncio.sleep(0.3)  # the pump is idle again
+            monkeypatch.setattr(opcua_server, "LIVE_COALESCE_S", 5.0)  # it now waits 5 s after a wake
+            await asyncio.to_thread(send, a, 50.0)  # cleared unacknowledged
+            await asyncio.to_thread(send, a, 96.0)  # and raised anew: both still waiting in the server
+            await asyncio.to_thread(wait_for, lambda: alarm(operator, cid)["activations"] == 2)
+            with pytest.raises(ua.uaerrors.BadEventIdUnknown):
+                await cond.call_method("0:Acknowledge", raised.EventId, ua.LocalizedText("old news"))
+            assert alarm(operator, cid)["state"] == "unack_active"
+
+    asyncio.run(check())
+
+
+@sqlite_only
+def test_active_state_follows_the_process_under_a_shelve(
+    ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]
+) -> None:
+    """The engine tracks a shelved alarm's condition without a bus event; ActiveState shows it."""
+    a, _ = plant
+    cid = limit_condition(a)
+    supervisor = a.users["supervisor"]
+    send(a, 95.0)
+    wait_for(lambda: alarm(supervisor, cid)["state"] == "unack_active", what="alarm raised")
+    r = supervisor.post(f"/api/v1/alarms/{cid}/shelve", json={"reason": "sensor swap", "duration_s": 600})
+    assert r.status_code == 200, r.text
+
+    async def check() -> None:
+        async with session(ua_live, a, "supervisor") as client:
+            await appeared(client, cond_id(a, cid))
+            active = client.get_node(cond_id(a, cid, "ActiveState;Id"))
+            assert await eventually(lambda: _is(active, True), what="active under the shelve")
+            sub = await alarm_events(client)
+            await asyncio.to_thread(send, a, 50.0)
+            cleared = await next_event(sub, lambda e: not _active(e))
+            assert cleared.SuppressedOrShelved is True and cleared.Retain is True
+            assert await active.read_value() is False
+
+    asyncio.run(check())
+
+
+async def _is(node: Any, value: object) -> bool:
+    return bool(await node.read_value() == value)
+
+
+@sqlite_only
+def test_condition_methods_need_their_own_object(ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]) -> None:
+    a, _ = plant
+    cid = limit_condition(a)
+    send(a, 95.0)
+    wait_for(lambda: alarm(a.engineer, cid)["state"] == "unack_active", what="alarm raised")
+
+    async def check() -> None:
+        async with session(ua_live, a, "supervisor") as client:
+            cond = await appeared(client, cond_id(a, cid))
+            shelving = client.get_node(cond_id(a, cid, "ShelvingState"))
+            event_id = await eventually(lambda: _raised_event_id(client, a, cid), what="the raised state")
+            calls = [
+                (shelving, ua.NodeId.from_string(cond_id(a, cid, "Acknowledge")), [event_id, ua.LocalizedText("")]),
+                (shelving, ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
+                 [event_id, ua.LocalizedText("")]),
+            ]  # fmt: skip
+            for obj, method, args in calls:
+                with pytest.raises(ua.uaerrors.BadMethodInvalid):
+                    await obj.call_method(method, *args)
+            # Part 9: the shelving methods take the ConditionId as well as the ShelvingState object
+            await cond.call_method(ua.NodeId.from_string(cond_id(a, cid, "ShelvingState;OneShotShelve")))
+            await shelving.call_method(ua.NodeId.from_string(cond_id(a, cid, "ShelvingState;Unshelve")))
+
+    asyncio.run(check())
+    assert [e["event"] for e in journal(a.engineer, cid)] == ["activated", "shelved", "unshelved"]
+
+
+@sqlite_only
+def test_a_transition_while_the_server_starts_is_not_lost(
+    ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An alarm acknowledged after the server read the conditions, before it listens, shows so."""
+    a, _ = plant
+    cid = limit_condition(a)
+    operator = a.users["operator"]
+    send(a, 95.0)
+    wait_for(lambda: alarm(operator, cid)["state"] == "unack_active", what="alarm raised")
+    server = adapter(ua_live)
+    ua_live.call(server.stop())
+    load = opcua_server.Core._sync_all
+
+    async def load_then_acknowledge(core: opcua_server.Core) -> None:
+        await load(core)
+        if (await asyncio.to_thread(alarm, operator, cid))["state"] == "unack_active":
+            r = await asyncio.to_thread(operator.post, f"/api/v1/alarms/{cid}/acknowledge", json={})
+            assert r.status_code == 200, r.text
+
+    monkeypatch.setattr(opcua_server.Core, "_sync_all", load_then_acknowledge)
+    ua_live.call(server.start())
+    assert server.ready.wait(30), "restarted"
+    monkeypatch.undo()
+
+    async def check() -> None:
+        async with session(ua_live, a, "operator") as client:
+            acked = client.get_node(cond_id(a, cid, "AckedState;Id"))
+            assert await eventually(lambda: _is(acked, True), timeout=5, what="the acknowledgement shown")
 
     asyncio.run(check())
