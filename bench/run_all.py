@@ -7,7 +7,8 @@
 
 Each benchmark is also a module of its own with size flags (`python -m bench.<module> --help`):
 bench.writer_throughput, bench.trend_read, bench.ingest_latency (issue #2); bench.ingest_mqtt,
-bench.ingest_amqp, bench.ingest_coap, bench.ingest_opcua, bench.ingest_modbus (issue #3). Before each
+bench.ingest_amqp, bench.ingest_coap, bench.ingest_opcua, bench.ingest_modbus (issue #3);
+bench.installers (issue #6: bundle sizes, build and start-up times). Before each
 timed part a benchmark waits (up to 2 min) for other processes to leave the cores idle, and records
 whether they did.
 """
@@ -25,6 +26,7 @@ from bench import (
     ingest_modbus,
     ingest_mqtt,
     ingest_opcua,
+    installers,
     trend_read,
     writer_throughput,
 )
@@ -38,6 +40,7 @@ BENCHES = {
     "coap": ingest_coap.main,
     "opcua": ingest_opcua.main,
     "modbus": ingest_modbus.main,
+    "installers": installers.main,
 }
 
 
