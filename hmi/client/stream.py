@@ -67,6 +67,7 @@ class LiveStream:
         self.nodes: set[str] = set()
         self.subtrees: set[str] = set()
         self.heartbeat_s = 15.0
+        self.close_timeout_s = 2.0
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost_at: float | None = None
@@ -79,11 +80,11 @@ class LiveStream:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="hmi-stream")
 
     async def stop(self) -> None:
+        """Cancel the connection; the closing handshake gets a short while, never the GUI's patience."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=self.close_timeout_s + 1)
         self._set(LinkState.CLOSED, "closed")
 
     async def subscribe(self, nodes: list[str] = (), subtrees: list[str] = ()) -> None:  # type: ignore[assignment]
@@ -122,7 +123,9 @@ class LiveStream:
             await asyncio.sleep(delay)
 
     async def _connect_once(self) -> None:
-        async with websockets.connect(self.session.ws_url, open_timeout=10, max_size=2**24) as ws:
+        async with websockets.connect(
+            self.session.ws_url, open_timeout=10, close_timeout=self.close_timeout_s, max_size=2**24
+        ) as ws:
             hello = await self._authenticate(ws)
             self.heartbeat_s = float(hello.get("heartbeat_s") or 15.0)
             self._ws = ws

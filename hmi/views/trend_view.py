@@ -213,7 +213,7 @@ class TrendView(QWidget):
 
     def history_points(self) -> int:
         """About one bucket per horizontal pixel: more would not show, fewer would hide spikes."""
-        return max(50, min(5000, self.plot.width()))
+        return max(50, min(5000, int(self.plot.width())))
 
     # -- pens -----------------------------------------------------------------------------
     def _pens_changed(self, _: None) -> None:

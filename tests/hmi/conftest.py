@@ -84,7 +84,8 @@ def seed_plant(live: LiveServer) -> Plant:
     api = tenant.engineer
     ids = {}
     for parent, cls, name, unit in [
-        (None, "folder", "Plant1", None), ("Plant1", "folder", "Area1", None), ("Plant1/Area1", "device", "Pump7", None),
+        (None, "folder", "Plant1", None), ("Plant1", "folder", "Area1", None),
+        ("Plant1/Area1", "device", "Pump7", None),
         (DEVICE, "tag", "Flow", "m3/h"), (DEVICE, "tag", "Pressure", "bar"),
     ]:  # fmt: skip
         body: dict[str, Any] = {"parent": parent, "node_class": cls, "browse_name": name}
@@ -128,7 +129,7 @@ class _TestLoop(QEventLoop):  # type: ignore[misc]
             asyncio.events._set_running_loop(self)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def qloop(qapp: QApplication) -> Iterator[QEventLoop]:
     loop = _TestLoop(qapp)
     asyncio.set_event_loop(loop)
@@ -145,10 +146,21 @@ def qloop(qapp: QApplication) -> Iterator[QEventLoop]:
 def run(loop: QEventLoop, awaitable: Awaitable[T], timeout: float = 30) -> T:
     """Drive the qasync loop (and so Qt) until `awaitable` is done."""
 
-    async def bounded() -> T:
-        return await asyncio.wait_for(awaitable, timeout)
+    backup: list[asyncio.TimerHandle] = []
 
-    return loop.run_until_complete(bounded())
+    async def bounded() -> T:
+        try:
+            return await asyncio.wait_for(awaitable, timeout)
+        finally:  # qasync's own stop (QApplication.exit) is now and then lost: exit again shortly
+            app = QApplication.instance()
+            assert app is not None
+            backup.append(loop.call_later(0.2, app.exit))
+
+    try:
+        return loop.run_until_complete(bounded())
+    finally:
+        for handle in backup:
+            handle.cancel()
 
 
 async def until(check: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
