@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             ("iiot-hmi --version", frozen_hmi, source_hmi, ["--version"], "cmd"),
             ("iiot-hmi --self-test (Qt, main window rendered)", frozen_hmi, source_hmi, ["--self-test"], "cmd"),
         ]
+        onefile = next((build.BUILD / "bundles").glob("iiot-hmi-onefile-*/dist/iiot-hmi"), None)
+        if onefile is not None:  # unpacks itself to a temporary directory at every start
+            cases.append(("iiot-hmi --self-test, one-file build", [str(onefile)], source_hmi, ["--self-test"], "cmd"))
         for figure, frozen, source, args, kind in cases:
             env = _env(data)
 
