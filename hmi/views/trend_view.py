@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -41,7 +42,7 @@ class _PenCurves:
 
     def __init__(self, pen: TrendPen, box: pg.ViewBox) -> None:
         colour = pg.mkColor(pen.colour)
-        self.line = pg.PlotDataItem(pen=pg.mkPen(colour, width=1.5), name=pen.label)
+        self.line = pg.PlotDataItem(pen=pg.mkPen(colour, width=1), name=pen.label)  # wide pens draw 10x slower
         self.line.setDownsampling(auto=True, method="peak")
         self.line.setClipToView(True)
         self.lo = pg.PlotDataItem(pen=pg.mkPen(None))
@@ -97,6 +98,8 @@ class TrendView(QWidget):
         self.readout = QLabel("")
         self.readout.setObjectName("trendReadout")
         self.readout.setTextFormat(Qt.TextFormat.RichText)
+        self.readout.setWordWrap(True)  # 20 pens must not widen the window
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.last_redraw_ms = 0.0
         self.fetches = 0
         self._setting_range = False
@@ -110,6 +113,7 @@ class TrendView(QWidget):
         model.pens_changed.connect(self._pens_changed)
         self._history_timer = QTimer(self, singleShot=True, interval=300)
         self._history_timer.timeout.connect(self.refresh_history)
+        self.redraw_ms = redraw_ms
         self._redraw_timer = QTimer(self, interval=redraw_ms)
         self._redraw_timer.timeout.connect(self.redraw)
         self._redraw_timer.start()
@@ -143,6 +147,7 @@ class TrendView(QWidget):
     def set_span(self, span_s: float) -> None:
         """A preset: follow the present over this span; history for the new range is fetched."""
         self.model.set_span(span_s)
+        self._pace_redraw()
         self.pause_button.setChecked(False)
         self._mark_preset()
         self._apply_range()
@@ -162,6 +167,12 @@ class TrendView(QWidget):
             self.model.follow(time.time())
             self._apply_range()
             self._history_timer.start()
+
+    def _pace_redraw(self) -> None:
+        """Redraw about as often as the present moves by a pixel (5 Hz at most, every 2 s at least):
+        painting 20 pens costs tens of milliseconds, so a 7-day chart must not repaint 5 times a second."""
+        per_pixel_ms = self.model.span_s * 1000 / max(1, self.plot.width())
+        self._redraw_timer.setInterval(int(max(self.redraw_ms, min(2000, per_pixel_ms))))
 
     def _mark_preset(self) -> None:
         for name, button in self.preset_buttons.items():
