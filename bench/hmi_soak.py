@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             "growth < 10 %", "yes" if growth < 0.10 * warm else "no"),
     ]  # fmt: skip
     notes = [note, "console offscreen (Qt 'offscreen' platform) in the benchmark process; server and simulator "
-             "as subprocesses on the same 2 cores", "render = redraw() (setData on every pen) + grab() of the chart"]  # fmt: skip
+             "as subprocesses on the same 2 cores",
+             "render = redraw() (setData on every pen) + grab() of the chart"]  # fmt: skip
     publish("Console soak (iiot-hmi)", table, notes, "python -m bench.hmi_soak " + " ".join(argv or sys.argv[1:]),
             write=not a.no_doc)  # fmt: skip
     return 0

@@ -29,9 +29,16 @@ class AlarmTableModel(QAbstractTableModel):
         self._blink = QTimer(self)
         self._blink.timeout.connect(self._toggle_blink)
         self._blink.start(blink_ms)
-        store.changed.connect(self._reload)
+        self._pending = QTimer(self, singleShot=True, interval=100)
+        self._pending.timeout.connect(self._reload)
+        store.changed.connect(self._changed)
 
-    def _reload(self, _: None = None) -> None:
+    def _changed(self, _: None = None) -> None:
+        """A burst of alarm events becomes one reload (a flood must not freeze the GUI thread)."""
+        if not self._pending.isActive():
+            self._pending.start()
+
+    def _reload(self) -> None:
         self.beginResetModel()
         self.rows = self.store.visible()
         self.endResetModel()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from PySide6.QtCore import QModelIndex, Signal
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -80,6 +80,9 @@ class AlarmSummary(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.table.setColumnWidth(0, 36)
         self.table.doubleClicked.connect(self._double_clicked)
+        self._kept: set[int] = set()
+        self.model.modelAboutToBeReset.connect(self._keep_selection)
+        self.model.modelReset.connect(self._restore_selection)
         self.area = QLineEdit()
         self.area.setPlaceholderText("Area (path prefix)")
         self.priority = QComboBox()
@@ -127,6 +130,17 @@ class AlarmSummary(QWidget):
 
     def selected(self) -> list[Alarm]:
         return [i.data(ALARM_ROLE) for i in self.table.selectionModel().selectedRows(0)]
+
+    def _keep_selection(self) -> None:
+        self._kept = {a.id for a in self.selected()}
+
+    def _restore_selection(self) -> None:
+        """New alarms arriving must not take the operator's selection away."""
+        selection = self.table.selectionModel()
+        for row, alarm in enumerate(self.model.rows):
+            if alarm.id in self._kept:
+                selection.select(self.model.index(row, 0), QItemSelectionModel.SelectionFlag.Select
+                                 | QItemSelectionModel.SelectionFlag.Rows)  # fmt: skip
 
     def select_row(self, row: int) -> None:
         self.table.selectRow(row)
