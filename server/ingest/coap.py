@@ -125,6 +125,10 @@ def _query(request: Any) -> dict[str, str]:
 
 
 POST = "POST /telemetry"
+IN_FLIGHT = 8
+"""Pipeline calls under way at once; POSTs arriving meanwhile gather into the next. With 2 the
+requests queued behind the slots and closed-loop throughput stayed near 1,000 req/s; the
+historian merges the calls' chunks into one commit anyway."""
 
 
 def _origin(request: Any, what: str) -> str:
@@ -269,7 +273,7 @@ class CoapAdapter:
         self.max_bytes = ctx.settings.max_payload_bytes
         self.max_items = ctx.settings.max_telemetry_items
         self.keys = _KeyCache(ctx.auth)
-        self._coalescer = Coalescer(ctx.pipeline, SOURCE)
+        self._coalescer = Coalescer(ctx.pipeline, SOURCE, in_flight=IN_FLIGHT)
         """Each POST waits for its commit; those arriving meanwhile share one pipeline call."""
         self._context: Any = None
         self._retry: asyncio.Task[None] | None = None
