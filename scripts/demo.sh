@@ -39,7 +39,8 @@ echo "demo: the plant arrives over $PUBLISH and Modbus TCP (port $MODBUS_PORT, p
 echo "demo: OPC UA server opc.tcp://127.0.0.1:${IIOT_OPCUA_PORT:-4840}/ (user demo/admin); counters at $URL/api/v1/ingest/stats"
 echo "demo: logs in $IIOT_DATA_DIR; Ctrl-C stops everything"
 if [ -n "$DISPLAY" ] || [ -n "$WAYLAND_DISPLAY" ]; then
-    $BIN/iiot-hmi --server "$URL"
+    # the login dialog opens prefilled with this server, tenant and user; the password is printed above
+    $BIN/iiot-hmi --server "$URL" --tenant demo --username admin
 else
     echo "demo: no display, so the console is not opened; server and simulator keep running"
     wait "$SERVER"

@@ -13,6 +13,7 @@ import enum
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 import websockets
@@ -87,7 +88,7 @@ class LiveStream:
             await asyncio.wait({task}, timeout=self.close_timeout_s + 1)
         self._set(LinkState.CLOSED, "closed")
 
-    async def subscribe(self, nodes: list[str] = (), subtrees: list[str] = ()) -> None:  # type: ignore[assignment]
+    async def subscribe(self, nodes: Sequence[str] = (), subtrees: Sequence[str] = ()) -> None:
         """Add to the subscription; sent now when connected, and again after every reconnect."""
         new_nodes = [n for n in nodes if n not in self.nodes]
         new_trees = [s for s in subtrees if s not in self.subtrees]

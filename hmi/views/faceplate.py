@@ -54,6 +54,12 @@ class Faceplate(QWidget):
         self.commands.setVisible(False)
         values.changed.connect(self._values_changed)
 
+    def allow_commands(self, send: SendCommand | None) -> None:
+        """Commands only for users holding `devices.command` (None hides the box)."""
+        self._send = send
+        if self.node is not None:
+            self.show_node(self.node)
+
     def show_node(self, node: NodeOut) -> None:
         self.node = node
         self.title.setText(f"<b>{node.display_name or node.browse_name}</b>")

@@ -145,7 +145,7 @@ class MainWindow(QMainWindow):
         self.docks["config"].setVisible(can_configure)
         self.docks["config"].toggleViewAction().setVisible(can_configure)
         self.config_menu.menuAction().setVisible(can_configure)
-        self.faceplate._send = self.console.send_command if "devices.command" in perms else None  # noqa: SLF001
+        self.faceplate.allow_commands(self.console.send_command if "devices.command" in perms else None)
         for key in ("journal", "kpis"):
             self.docks[key].toggleViewAction().setEnabled("alarms.read" in perms)
         self.logout_action.setEnabled(me is not None)
@@ -171,6 +171,8 @@ class MainWindow(QMainWindow):
     def _link_changed(self, state: LinkState, text: str) -> None:
         self.link.setText(state.value)
         self.banner.show_link_problem(text or None)
+        if state is LinkState.AUTH_FAILED:  # 4403: retrying cannot help; log in again
+            self.logout()
 
     # -- layout per user ------------------------------------------------------------------
     def save_layout(self) -> None:

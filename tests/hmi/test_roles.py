@@ -30,5 +30,5 @@ def test_widgets_follow_the_role(make_console: Callable[[str], ConsoleHarness], 
     assert summary.shelve_button.isVisible() is shelve
     assert window.docks["config"].isVisible() is configure
     assert window.config_menu.menuAction().isVisible() is configure
-    assert (window.faceplate._send is not None) is command  # noqa: SLF001
+    assert (window.faceplate._send is not None) is command  # noqa: SLF001 - the box's action
     assert window.who.text().startswith(f"{role} @ {plant.name}")
