@@ -230,22 +230,26 @@ class AmqpAdapter:
             if not self._arrived:
                 continue
             await self._slots.acquire()
-            batch, self._arrived = self._arrived, []
-            works: list[_Work] = []
-            for done, message in enumerate(batch):
-                try:
-                    work = await self._decode(message)
-                except Exception:  # a bug in decoding: nothing is lost, the broker redelivers
-                    log.exception("amqp: decoding a batch failed; its undecoded messages are requeued")
-                    await asyncio.gather(*(self._settle(m, requeue=True) for m in batch[done:]))
-                    break
-                if work is not None:
-                    works.append(work)
-            if works:
-                self._tail = asyncio.create_task(self._store(works, self._tail))
-                self._tail.add_done_callback(lambda _: self._slots.release())
-            else:
-                self._slots.release()
+            stored = False
+            try:
+                batch, self._arrived = self._arrived, []
+                works: list[_Work] = []
+                for done, message in enumerate(batch):
+                    try:
+                        work = await self._decode(message)
+                    except Exception:  # a bug in decoding: nothing is lost, the broker redelivers
+                        log.exception("amqp: decoding a batch failed; its undecoded messages are requeued")
+                        await asyncio.gather(*(self._settle(m, requeue=True) for m in batch[done:]))
+                        break
+                    if work is not None:
+                        works.append(work)
+                if works:
+                    self._tail = asyncio.create_task(self._store(works, self._tail))
+                    self._tail.add_done_callback(lambda _: self._slots.release())
+                    stored = True
+            finally:
+                if not stored:  # nothing to store, or stopped while decoding: the slot is free again
+                    self._slots.release()
 
     async def _decode(self, message: DeliveredMessage) -> _Work | None:
         """The message's tenant and items, or None when it was dead-lettered for its form."""
