@@ -78,7 +78,8 @@ class AlarmSummary(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
-        self.table.setColumnWidth(0, 36)
+        for column, width in ((0, 36), (1, 70), (2, 80), (3, 200), (5, 260), (6, 110)):
+            self.table.setColumnWidth(column, width)
         self.table.doubleClicked.connect(self._double_clicked)
         self._kept: set[int] = set()
         self.model.modelAboutToBeReset.connect(self._keep_selection)

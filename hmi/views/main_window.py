@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QVBoxLayout, QWidget
 
 from hmi import __version__
@@ -67,6 +67,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["kpis"], self.docks["config"])
         self.docks["alarms"].raise_()
         self.docks["kpis"].raise_()
+        self._sized = False
         self.who = QLabel("not logged in")
         self.who.setObjectName("who")
         self.link = QLabel("")
@@ -219,6 +220,17 @@ class MainWindow(QMainWindow):
         self.save_layout()
         self._layout_key = None
         await self.console.logout()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+        """Default dock sizes, once the window has its size (a saved layout replaces them)."""
+        super().showEvent(event)
+        if not self._sized:
+            self._sized = True
+            horizontal, vertical = Qt.Orientation.Horizontal, Qt.Orientation.Vertical
+            self.resizeDocks([self.docks["tree"]], [440], horizontal)
+            self.resizeDocks([self.docks["kpis"]], [280], horizontal)
+            self.resizeDocks([self.docks["tree"], self.docks["faceplate"]], [520, 300], vertical)
+            self.resizeDocks([self.docks["alarms"]], [300], vertical)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.save_layout()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QMenu, QTreeView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QMenu, QTreeView, QVBoxLayout, QWidget
 
 from hmi.models.qt_namespace import NODE_ROLE, NamespaceModel
 from server.api.schema import NodeOut
@@ -40,9 +40,8 @@ class NamespaceView(QWidget):
         self.tree.doubleClicked.connect(self._double_clicked)
         self.tree.selectionModel().currentChanged.connect(self._current_changed)
         header = self.tree.header()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setStretchLastSection(False)
-        for column, width in ((1, 90), (2, 50), (3, 80), (4, 120)):
+        header.setStretchLastSection(True)  # the alarm column takes what is left
+        for column, width in ((0, 170), (1, 70), (2, 45), (3, 60)):
             self.tree.setColumnWidth(column, width)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
