@@ -28,8 +28,9 @@ class GuiThreadCollector(QObject):
                 gc.collect(generation)
                 return
 
-    def stop(self) -> None:
-        """Back to automatic collection (tests, shutdown)."""
+    def stop(self, enable_gc: bool = True) -> None:
+        """Back to automatic collection (shutdown); `enable_gc=False` when another collector still runs."""
         self._timer.stop()
         gc.collect()
-        gc.enable()
+        if enable_gc:
+            gc.enable()
