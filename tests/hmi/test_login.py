@@ -3,11 +3,13 @@ login in the keyring fallback file (0600)."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from collections.abc import Callable
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox
 
+from hmi.client import LinkState
 from hmi.views.login_dialog import LoginDialog, LoginForm
 from tests.hmi.conftest import ConsoleHarness, Plant, until
 
@@ -70,3 +72,24 @@ def test_remember_me_keeps_a_refresh_token_in_a_0600_file(
 
     again.run(again.console.logout())  # logging out forgets it
     assert again.console.credentials.load(plant.live.base, plant.name, "supervisor") is None
+
+
+def test_token_refresh_keeps_the_stream_and_never_races(console: ConsoleHarness, plant: Plant) -> None:
+    """Two refreshes at once must not both use the refresh token: the server would take that
+    for theft and end the session. The open stream gets the new access token in-band."""
+    session = console.console.session
+    assert session is not None
+
+    async def scenario() -> None:
+        await console.console.add_to_trend([{"node_id": plant.ids["Pressure"], "path": "p", "unit": "bar"}])
+        pen = console.console.trend.pens[0]
+        seen, first = session.generation, session.tokens.refresh_token if session.tokens else ""
+        await asyncio.gather(session.refresh(seen=seen), session.refresh(seen=seen), session.refresh(seen=seen))
+        assert session.generation == seen + 1 and session.tokens is not None
+        assert session.tokens.refresh_token != first
+        assert (await session.request("GET", "/api/v1/auth/me")).status_code == 200  # the session lives
+        before = pen.live.last_time() or 0.0
+        await until(lambda: (pen.live.last_time() or 0.0) > before, what="values after the refresh")
+        assert console.console.link_state is LinkState.CONNECTED
+
+    console.run(scenario())
