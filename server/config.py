@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     opcua_host: str = "127.0.0.1"
     opcua_port: int = Field(4840, ge=0, le=65535, description="0: northbound OPC UA server off")
     opcua_security: str = Field("None,Basic256Sha256", description="policies offered by the OPC UA server")
+    opcua_condition_nodes: bool = Field(
+        False,
+        description="also expose each alarm condition as browsable nodes: about 400 KB and 50 nodes each in asyncua"
+        " (off: ~4 KB, no nodes), for small systems",
+    )
     max_payload_bytes: int = Field(262_144, ge=1024, description="largest message an adapter accepts")
 
     jwt_secret: str = Field("", description="empty: generated once into <data_dir>/jwt_secret (0600)")

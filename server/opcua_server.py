@@ -12,10 +12,12 @@ What it serves (settings.opcua_host:opcua_port; port 0 = off, `build` returns []
   and qualities as StatusCodes (Good, Uncertain 0x40000000, Bad 0x80000000).
 - **HistoryRead** (raw) straight from the historian (server/opcua/history.py).
 - **Alarms** as Part 9 conditions (AlarmConditionType, ExclusiveLimitAlarmType,
-  OffNormalAlarmType) on their source nodes, following the bus's alarm events, with their events
+  OffNormalAlarmType) of their source nodes, following the bus's alarm events, with their events
   for the tenant's sessions and the Acknowledge/AddComment/shelving/Enable/Disable/Reset methods
-  and ConditionRefresh answered through the AlarmService as the session's user
-  (server/opcua/conditions.py, condition_methods.py, condition_model.py).
+  (standard method ids, ObjectId = ConditionId) and ConditionRefresh answered through the
+  AlarmService as the session's user (server/opcua/conditions.py, condition_methods.py,
+  condition_model.py). They are not in the address space unless settings.opcua_condition_nodes:
+  as nodes, each costs about half a megabyte in asyncua.
 - **Sessions** log in with the platform's users: username `<tenant>/<user>` and the user's
   password, checked by the platform (login limiter and audit trail included); anonymous and
   certificate identities are refused. A session sees only its own tenant's tree (and the
@@ -44,8 +46,9 @@ What asyncua (2.1) could not do, and what was done instead:
   the session itself.
 - No condition model on the server side (no state variables in step, no Acknowledge, AddComment
   or shelving implementations), events reach only monitored items on the emitting node, of every
-  session, and its ConditionRefresh keeps one list for all sessions: conditions.py builds the
-  nodes, delivers events per tenant along the notifier chain and answers ConditionRefresh itself.
+  session, and its ConditionRefresh keeps one list for all sessions: conditions.py keeps the
+  conditions (and their nodes, when they are nodes), delivers events per tenant along the
+  notifier chain and answers ConditionRefresh itself.
 - Event filters: OfType is compared for equality, WhereClause browse paths are cut to their first
   name, a select clause naming a Python attribute of the event object fails the delivery to
   every later subscription: event_filter.py does it the Part 4 way.
@@ -109,9 +112,10 @@ COALESCE_S = 0.1
 LIVE_COALESCE_S = 0.05
 """Live values and statuses are handed to the OPC UA thread at most this often."""
 RETRY_BIND_S = 5.0
-MAX_ALARM_BACKLOG = 100_000
-"""Alarm events waiting for the OPC UA thread; beyond this the oldest go and every tenant's
-conditions are read afresh instead."""
+MAX_ALARM_BACKLOG = 10_000
+"""Alarm events waiting for the OPC UA thread (about 2 KB each); beyond this the oldest go and
+every tenant's conditions are read afresh instead, which costs less than a bigger backlog: an
+alarm flood is exactly when memory should not balloon."""
 ALARM_KINDS = ("alarm", "alarm_conditions")
 MASKED_POLL_S = 1.0
 """Shelved, suppressed and out-of-service alarms are read this often: their process condition
@@ -240,8 +244,9 @@ class Core:
         self.mirror = Mirror(self.server, self.registry)
         self.alarm_service = ctx.alarms
         self.conditions = Conditions(
-            self.server, self.mirror, self.registry, self.server.tenant_iserver.principal_of, self._fetch_conditions
-        )
+            self.server, self.mirror, self.registry, self.server.tenant_iserver.principal_of, self._fetch_conditions,
+            nodes=settings.opcua_condition_nodes,
+        )  # fmt: skip
         self.alarm_methods = (
             ConditionMethods(self.registry, self.conditions, bridge, self.alarm_service, self.drain_alarms)
             if self.alarm_service is not None

@@ -1,11 +1,13 @@
 """The Part 9 condition methods, answered as the calling session's user.
 
 asyncua's method callbacks never learn who calls (docs/opcua.md), so `TenantSession.call` hands
-every call of a condition method here: an instance's method node, or a standard type's method id
-(Acknowledge i=9111, TimedShelve i=2949, ...) with the condition — or its ShelvingState — as the
-object, and ConditionRefresh/ConditionRefresh2. The platform's AlarmService then decides with
-the user's own permissions and journals the action like any other; the resulting alarm event is
-sent out before the call is answered.
+every call of a condition method here: a standard type's method id (Acknowledge i=9111,
+TimedShelve i=2949, ...) with the ConditionId — or, when conditions are nodes, their
+ShelvingState object — as the ObjectId, and ConditionRefresh/ConditionRefresh2. Part 9 requires
+servers to take the ConditionId as the object because conditions need not be nodes; conditions
+have no method nodes of their own (a dozen nodes each, conditions.py), so these are the only way.
+The platform's AlarmService then decides with the user's own permissions and journals the action
+like any other; the resulting alarm event is sent out before the call is answered.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from server.domain.permissions import Permission
 from server.domain.principal import Principal
 from server.opcua.common import ObjectIds, StatusCodes, bad
 from server.opcua.condition_model import (
-    BY_PATH,
     BY_STANDARD_ID,
     COMMENT,
     EVENT_ID,
@@ -78,17 +79,19 @@ class ConditionMethods:
         self.registry, self.conditions, self.bridge, self.service = registry, conditions, bridge, service
         self.drain = drain
 
-    def handles(self, method: ua.NodeId) -> bool:
-        if method in self.registry.condition_methods:
-            return True
+    @staticmethod
+    def handles(method: ua.NodeId) -> bool:
+        """A standard condition method id or ConditionRefresh(2): answered here."""
         ident = method.Identifier
         standard = ident in BY_STANDARD_ID or ident in REFRESH_IDS
         return method.NamespaceIndex == 0 and isinstance(ident, int) and standard
 
-    def permission(self, method: ua.NodeId) -> Permission | None:
-        """What the user needs to execute a condition's method node (UserExecutable)."""
-        found = self.registry.condition_methods.get(method)
-        return PERMISSION[BY_PATH[found[1]].action] if found else None
+    @staticmethod
+    def permission(method: ua.NodeId) -> Permission | None:
+        """What the user needs to call a standard condition method (its UserExecutable for them)."""
+        ident = method.Identifier
+        spec = BY_STANDARD_ID.get(ident) if method.NamespaceIndex == 0 and isinstance(ident, int) else None
+        return PERMISSION[spec.action] if spec is not None else None
 
     async def call(self, who: Principal, req: ua.CallMethodRequest, own: OwnSubscription) -> ua.CallMethodResult:
         method, target = req.MethodId, req.ObjectId
@@ -98,17 +101,14 @@ class ConditionMethods:
         ref = self.registry.conditions.get(target)
         if ref is not None and ref.tenant_id != who.tenant_id:  # the session's view checked it already
             return _status(StatusCodes.BadNodeIdUnknown)
-        instance = self.registry.condition_methods.get(method)
-        if instance is not None:
-            spec = BY_PATH[instance[1]]
-            if ref is None or ref.node != instance[0]:  # another condition's method
-                return _status(StatusCodes.BadMethodInvalid)
-        else:
-            ident = method.Identifier
-            assert isinstance(ident, int)
-            spec = BY_STANDARD_ID[ident]
-            if ref is None:
-                return _status(StatusCodes.BadMethodInvalid)  # a condition method needs a condition
+        ident = method.Identifier
+        assert isinstance(ident, int)
+        spec = BY_STANDARD_ID[ident]
+        if ref is None:
+            # a ConditionId of no (or no longer a) condition is unknown, whether or not conditions
+            # are nodes; any other object is not a condition
+            unknown = self.registry.is_condition_id(target)
+            return _status(StatusCodes.BadNodeIdUnknown if unknown else StatusCodes.BadMethodInvalid)
         if target != ref.node and not spec.on_shelving:
             # the object is the ShelvingState: only the shelving methods are its own (those also
             # take the ConditionId, as Part 9 asks)

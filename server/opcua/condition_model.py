@@ -1,16 +1,16 @@
-"""A platform alarm as an OPC UA Part 9 condition: its type, its nodes and their values (no I/O).
+"""A platform alarm as an OPC UA Part 9 condition: its type, its fields and their values (no I/O).
 
-What it describes, for `conditions.py` (which builds the nodes and fires the events) and
-`condition_methods.py` (which answers the method calls):
+What it describes, for `conditions.py` (which fires the events and, when conditions are nodes,
+builds them) and `condition_methods.py` (which answers the method calls):
 
 - `ConditionInfo`, what the OPC UA server knows of one alarm condition: taken on the platform's
   loop from the alarm engine (`snapshot`), with the alarm as the API shows it (`view`).
 - The type: `ExclusiveLimitAlarmType` for a limit condition, `OffNormalAlarmType` for a discrete
   one, `AlarmConditionType` for every other kind.
-- `CHILDREN`: the instance's variables, objects and methods by browse path (`ActiveState/Id`),
-  which are also the event fields a client selects.
+- `children`: the condition's fields by browse path (`ActiveState/Id`): the event fields a
+  client selects and, when conditions are nodes, the instance's variables and objects.
 - `field_values`: each field's value for an alarm state.
-- `METHODS`: the Part 9 methods, by instance browse name and by the standard method ids.
+- `METHODS`: the Part 9 methods, by the standard method ids clients call with the ConditionId.
 """
 
 from __future__ import annotations
@@ -214,13 +214,12 @@ PERMISSION = {
 """What the platform's AlarmService demands for each action (it checks again itself)."""
 
 EVENT_ID, COMMENT, SHELVING_TIME = "EventId", "Comment", "ShelvingTime"
-ARG_TYPES = {EVENT_ID: N.ByteString, COMMENT: N.LocalizedText, SHELVING_TIME: N.Duration}
 
 
 @dataclass(frozen=True, slots=True)
 class MethodSpec:
     path: str
-    """Browse path of the instance's method node (`ShelvingState/TimedShelve`)."""
+    """Browse path of the method on the condition type (`ShelvingState/TimedShelve`)."""
     action: Action
     args: tuple[str, ...]
     standard: tuple[int, ...]
@@ -254,7 +253,6 @@ METHODS: tuple[MethodSpec, ...] = (
                (N.ShelvedStateMachineType_OneShotShelve2,)),
     MethodSpec("ShelvingState/Unshelve2", Action.UNSHELVE, (COMMENT,), (N.ShelvedStateMachineType_Unshelve2,)),
 )  # fmt: skip
-BY_PATH = {m.path: m for m in METHODS}
 BY_STANDARD_ID = {i: m for m in METHODS for i in m.standard}
 REFRESH_IDS = (N.ConditionType_ConditionRefresh, N.ConditionType_ConditionRefresh2)
 
@@ -278,24 +276,65 @@ class Memo:
     acked_at: float | None = None
 
 
-def _lt(text: str) -> ua.Variant:
+# Most fields of most conditions hold one of a few values (false, a state's name, a standard
+# NodeId, the null time): those Variants are made once and shared by every condition, which keeps
+# a condition's fields to a few KB. Nothing changes a Variant once made (conditions.py replaces
+# a condition's field dict as a whole; asyncua copies what it sends).
+
+
+def _new_lt(text: str) -> ua.Variant:
     return ua.Variant(ua.LocalizedText(text), ua.VariantType.LocalizedText)
+
+
+SHARED_TEXTS: dict[str, ua.Variant] = {
+    text: _new_lt(text)
+    for text in (
+        "", "Enabled", "Disabled", "Acknowledged", "Unacknowledged", "Active", "Inactive", "Suppressed",
+        "Unsuppressed", "Out of Service", "In Service", "Latched", "Unlatched",
+        *(name for name, _ in SHELVING_STATES.values()), *(name for _, name in CLASSES.values()), PROCESS_CLASS[1],
+        *LIMIT_LEVELS.values(),
+    )
+}  # fmt: skip
+
+
+def _lt(text: str) -> ua.Variant:
+    return SHARED_TEXTS.get(text) or _new_lt(text)
 
 
 NO_TIME = datetime(1601, 1, 1, tzinfo=UTC)
 """OPC UA's null DateTime (its minimum): a time that was never set."""
+NULL_TIME = ua.Variant(NO_TIME, ua.VariantType.DateTime)
 
 
 def _time(ts: float | None) -> ua.Variant:
-    return ua.Variant(to_datetime(ts) if ts else NO_TIME, ua.VariantType.DateTime)
+    return ua.Variant(to_datetime(ts), ua.VariantType.DateTime) if ts else NULL_TIME
+
+
+TRUE, FALSE = ua.Variant(True, ua.VariantType.Boolean), ua.Variant(False, ua.VariantType.Boolean)
 
 
 def _bool(value: object) -> ua.Variant:
-    return ua.Variant(bool(value), ua.VariantType.Boolean)
+    return TRUE if value else FALSE
+
+
+NULL_NODE = ua.Variant(ua.NodeId(), ua.VariantType.NodeId)
+GOOD = ua.Variant(ua.StatusCode(), ua.VariantType.StatusCode)
+SHARED_IDS: dict[int, ua.Variant] = {
+    i: ua.Variant(std(i), ua.VariantType.NodeId)
+    for i in (
+        N.AlarmConditionType, N.ExclusiveLimitAlarmType, N.OffNormalAlarmType, PROCESS_CLASS[0],
+        *(c for c, _ in CLASSES.values()), *(i for _, i in SHELVING_STATES.values()), *LIMIT_STATES.values(),
+    )
+}  # fmt: skip
+"""The standard NodeIds fields hold (types, classes, states)."""
 
 
 def _nid(nodeid: ua.NodeId | None) -> ua.Variant:
-    return ua.Variant(nodeid if nodeid is not None else ua.NodeId(), ua.VariantType.NodeId)
+    return ua.Variant(nodeid, ua.VariantType.NodeId) if nodeid is not None else NULL_NODE
+
+
+def _std(identifier: int) -> ua.Variant:
+    return SHARED_IDS.get(identifier) or _nid(std(identifier))
 
 
 def _ms(seconds: float) -> ua.Variant:
@@ -332,14 +371,14 @@ def field_values(info: ConditionInfo, memo: Memo, *, source: ua.NodeId | None, n
     severity = int(view.get("severity") or 1)
     out: dict[str, ua.Variant] = {
         "EventId": ua.Variant(memo.event_id, ua.VariantType.ByteString),
-        "EventType": _nid(std(info.type_id)),
+        "EventType": _std(info.type_id),
         "SourceNode": _nid(source),
         "SourceName": ua.Variant(str(view.get("path") or ""), ua.VariantType.String),
         "Time": _time(memo.time),
         "ReceiveTime": _time(memo.receive_time),
         "Message": _lt(str(view.get("message") or info.name)),
         "Severity": ua.Variant(max(1, min(1000, severity)), ua.VariantType.UInt16),
-        "ConditionClassId": _nid(std(class_id)),
+        "ConditionClassId": _std(class_id),
         "ConditionClassName": _lt(class_name),
         "ConditionName": ua.Variant(info.name, ua.VariantType.String),
         "BranchId": _nid(None),
@@ -352,7 +391,7 @@ def field_values(info: ConditionInfo, memo: Memo, *, source: ua.NodeId | None, n
         "OffDelay": _ms(info.off_delay_s),
         "EnabledState": _lt("Enabled" if enabled else "Disabled"),
         "EnabledState/Id": _bool(enabled),
-        "Quality": ua.Variant(ua.StatusCode(), ua.VariantType.StatusCode),
+        "Quality": GOOD,
         "Quality/SourceTimestamp": _time(memo.time),
         "LastSeverity": ua.Variant(max(1, min(1000, memo.last_severity or severity)), ua.VariantType.UInt16),
         "LastSeverity/SourceTimestamp": _time(memo.severity_at or memo.time),
@@ -372,14 +411,14 @@ def field_values(info: ConditionInfo, memo: Memo, *, source: ua.NodeId | None, n
         "LatchedState/Id": _bool(view.get("latched")),
         "FirstInGroupFlag": _bool(view.get("first_out")),
         "ShelvingState/CurrentState": _lt(shelf_name),
-        "ShelvingState/CurrentState/Id": _nid(std(shelf_id)),
+        "ShelvingState/CurrentState/Id": _std(shelf_id),
         "ShelvingState/UnshelveTime": ua.Variant(unshelve_time_ms(view, now), ua.VariantType.Double),
     }
     if info.type_id == N.ExclusiveLimitAlarmType:
         level = view.get("level") if active else None
         state = LIMIT_STATES.get(str(level)) if level else None
         out["LimitState/CurrentState"] = _lt(LIMIT_LEVELS[str(level)] if state is not None else "")
-        out["LimitState/CurrentState/Id"] = _nid(std(state) if state is not None else None)
+        out["LimitState/CurrentState/Id"] = _std(state) if state is not None else NULL_NODE
         for lvl, value in info.limits:
             out[f"{LIMIT_LEVELS[lvl]}Limit"] = ua.Variant(value if math.isfinite(value) else 0.0, ua.VariantType.Double)
     elif info.type_id == N.OffNormalAlarmType:

@@ -1,22 +1,34 @@
-"""The platform's alarms as OPC UA Part 9 conditions in each tenant's tree, and their events.
+"""The platform's alarms as OPC UA Part 9 conditions of each tenant, and their events.
 
-asyncua 2.1 has no server-side condition model, so this builds one on its address space:
+asyncua 2.1 has no server-side condition model, so this builds one beside its address space:
 
-- **Nodes.** Each alarm condition is an object `ns=2;s=<tenant>;Alarm;<condition id>` of its
-  type (condition_model.py), a component (HasComponent) of the object holding its source — the
-  tag's device (or folder), the device of an anomaly condition, the tenant folder while the
-  source is unresolved — with a HasCondition reference from the source itself. Its variables
-  are `<condition>;<path>` (`...;ActiveState;Id`). They follow the platform's alarm events.
+- **Conditions without nodes** (the default, `opcua_condition_nodes` false). Part 9 lets a
+  server keep conditions out of its AddressSpace; a condition is then its ConditionId
+  `ns=2;s=<tenant>;Alarm;<condition id>` (the event's `NodeId` field), its events, ConditionRefresh
+  and the standard method ids called with ObjectId = ConditionId (condition_methods.py). asyncua
+  keeps every attribute of every node as its own objects: the ~50 nodes of a condition cost
+  about 400 KB, which a plant's tens of thousands of conditions cannot afford. Here a condition
+  costs its field values and its last event, a few KB (docs/opcua.md has the figures).
+- **Nodes** (`opcua_condition_nodes` true, for small systems). Each condition is also an object
+  with that id, of its type (condition_model.py), a component (HasComponent) of the object
+  holding its source — the tag's device (or folder), the device of an anomaly condition, the
+  tenant folder while the source is unresolved — with a HasCondition reference from the source
+  itself. Its variables are `<condition>;<path>` (`...;ActiveState;Id`) and follow the alarm.
+  There are no per-instance method nodes in either mode: the standard method ids do the same
+  for a fraction of the memory (12 methods and their InputArguments were 20 of 69 nodes).
 - **Events.** Every alarm transition fires an event of the condition's type with a fresh
   EventId, delivered to the event monitored items of the tenant's sessions (holding
-  `alarms.read`) on the condition, on any object above it in the tenant's tree and on the
-  Server object. asyncua delivers an event only to the emitting node's monitored items, of every
-  session; here each subscription's owner is checked first (its user as of now: `PrincipalOf`).
+  `alarms.read`) along the notifier chain: the condition node (with nodes), the object holding
+  its source and every object above it in the tenant's tree, the Server object. asyncua
+  delivers an event only to the emitting node's monitored items, of every session; here each
+  subscription's owner is checked first (its user as of now: `PrincipalOf`).
 - **Masked alarms** change their process condition without a bus event: the server core reads
   them again every second (`masked`, `apply`) so that ActiveState follows under a mask.
 - **ConditionRefresh** re-sends the retained conditions' last events (same EventIds) between a
   RefreshStartEvent and a RefreshEndEvent, to the calling subscription only.
-- EventIds are remembered per condition (`event_known`) for Acknowledge and AddComment.
+- **EventIds** are a random prefix per condition and a counter, so that Acknowledge and
+  AddComment can recognise the last `KNOWN_EVENT_IDS` of them (`event_known`) from two numbers
+  instead of a list of ids per condition.
 
 Everything runs on the OPC UA server's loop; the platform is asked through `fetch` (a bridge).
 """
@@ -25,9 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -40,8 +52,6 @@ from server.domain.permissions import Permission
 from server.domain.principal import Principal
 from server.opcua.common import AttributeIds, ObjectIds, StatusCodes, bad, std, to_datetime
 from server.opcua.condition_model import (
-    ARG_TYPES,
-    METHODS,
     OBJECT,
     PROP,
     Child,
@@ -60,7 +70,9 @@ log = logging.getLogger(__name__)
 
 SERVER = std(ObjectIds.Server)
 KNOWN_EVENT_IDS = 256
-"""EventIds remembered per condition for AddComment (Acknowledge: those since the last raise)."""
+"""A condition's last EventIds that AddComment accepts (Acknowledge: those since the last raise)."""
+PREFIX_BYTES = 8
+"""EventId = a random prefix per condition (per server run) + the condition's event counter."""
 RAISES = ("activated", "escalated")
 PRESENTED = ("state", "active", "acked", "condition", "latched", "retained", "severity", "message", "shelving",
              "shelved_until", "suppressed", "out_of_service", "enabled", "level", "first_out")  # fmt: skip
@@ -76,30 +88,35 @@ Fetch = Callable[[int, frozenset[int] | None], Awaitable[list[ConditionInfo]]]
 
 @dataclass(slots=True)
 class Placement:
-    """Where a condition's nodes are: the mirror's objects they hang from, and their ids."""
+    """Where a condition is in its tenant's tree: the mirror's objects it hangs from, the
+    notifiers its events reach, and its nodes when conditions are exposed as nodes."""
 
     owner: Built
+    """The object holding its source (the tenant folder while the source is unresolved)."""
     source: Built | None
-    nodes: dict[str, ua.NodeId]
-    """Child path -> node id; "" is the condition itself."""
-    methods: list[ua.NodeId]
-    """Method nodes and their InputArguments."""
     chain: tuple[ua.NodeId, ...]
-    """The notifiers its events reach: the condition, the objects above it, the Server object."""
+    """The notifiers its events reach: the condition node (only with nodes), the owner and the
+    objects above it, the Server object."""
+    nodes: dict[str, ua.NodeId] | None = None
+    """Child path -> node id ("" is the condition itself); None without nodes."""
 
 
 @dataclass(slots=True)
 class Condition:
     info: ConditionInfo
     node: ua.NodeId
+    """The ConditionId (a node id whether or not the node exists)."""
     memo: Memo
+    prefix: bytes
+    """The first PREFIX_BYTES of each of its EventIds."""
     placement: Placement | None = None
     values: dict[str, ua.Variant] = field(default_factory=dict)
     last_event: FieldEvent | None = None
-    known: deque[bytes] = field(default_factory=lambda: deque(maxlen=KNOWN_EVENT_IDS))
-    ackable: deque[bytes] = field(default_factory=lambda: deque(maxlen=KNOWN_EVENT_IDS))
-    """EventIds an Acknowledge may name: those since the alarm was last raised (an older one would
-    acknowledge a state its sender never saw)."""
+    serial: int = 0
+    """The number of its latest EventId (the one in `memo`)."""
+    ack_from: int = 0
+    """The first EventId number an Acknowledge may name: the alarm's last raise (an older one
+    would acknowledge a state its sender never saw)."""
 
     @property
     def ref(self) -> ConditionRef:
@@ -110,19 +127,35 @@ class Condition:
         retain = self.values.get("Retain")
         return bool(retain is not None and retain.Value)
 
+    def next_event_id(self, *, raised: bool) -> bytes:
+        """A fresh EventId; `raised`: a new alarm to acknowledge, older EventIds no longer do."""
+        self.serial += 1
+        if raised:
+            self.ack_from = self.serial
+        return self.prefix + self.serial.to_bytes(8, "big")
+
+    def knows(self, event_id: bytes, *, to_acknowledge: bool) -> bool:
+        """One of its last KNOWN_EVENT_IDS EventIds (for Acknowledge: and since the last raise)."""
+        if len(event_id) != PREFIX_BYTES + 8 or event_id[:PREFIX_BYTES] != self.prefix:
+            return False
+        number = int.from_bytes(event_id[PREFIX_BYTES:], "big")
+        low = self.serial - KNOWN_EVENT_IDS + 1
+        if to_acknowledge:
+            low = max(low, self.ack_from)
+        return low <= number <= self.serial
+
 
 def _event_id() -> bytes:
+    """The EventId of an event that belongs to no condition's sequence (refresh brackets, a
+    deleted condition's last event)."""
     return uuid.uuid4().bytes
 
 
 def _to_event(values: dict[str, ua.Variant], condition: ua.NodeId) -> FieldEvent:
     """asyncua's condition event classes give some fields a NodeId for a variant type (UtcTime,
-    Duration) and lack ShelvingState: the event is built from the fields themselves."""
-    event = FieldEvent(condition)
-    for name, variant in values.items():
-        event.add_property(name, variant.Value, variant.VariantType)
-    event.add_property("NodeId", condition, ua.VariantType.NodeId)  # the ConditionId
-    return event
+    Duration) and lack ShelvingState: the event is the fields themselves (the same dict), with
+    the ConditionId as its `NodeId`."""
+    return FieldEvent(condition, values, condition)
 
 
 def _system_event(type_id: int, message: str, now: float) -> FieldEvent:
@@ -136,19 +169,18 @@ def _system_event(type_id: int, message: str, now: float) -> FieldEvent:
         "Message": ua.Variant(ua.LocalizedText(message), ua.VariantType.LocalizedText),
         "Severity": ua.Variant(1, ua.VariantType.UInt16),
     }
-    event = FieldEvent(SERVER)
-    for name, variant in values.items():
-        event.add_property(name, variant.Value, variant.VariantType)
-    return event
+    return FieldEvent(SERVER, values)
 
 
 class Conditions:
-    """The condition nodes of every mirrored tenant, kept by the OPC UA server's loop."""
+    """The conditions of every mirrored tenant, kept by the OPC UA server's loop."""
 
     def __init__(
         self, server: Server, mirror: Mirror, registry: Registry, principal_of: PrincipalOf, fetch: Fetch,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, *, nodes: bool = False,
     ) -> None:  # fmt: skip
+        """`nodes`: also add each condition to the address space (settings.opcua_condition_nodes)."""
+        self.nodes = nodes
         self.session = server.iserver.isession
         self.aspace = server.iserver.aspace
         self.subscription_service = server.iserver.subscription_service
@@ -277,17 +309,17 @@ class Conditions:
         now = self.clock()
         view = info.view
         active = presented_active(view)
+        prefix = os.urandom(PREFIX_BYTES)
         memo = Memo(
-            event_id=_event_id(), time=_float(view.get("changed_at")) or now, receive_time=now,
+            event_id=prefix + bytes(8), time=_float(view.get("changed_at")) or now, receive_time=now,
             last_severity=int(view.get("severity") or 1),
             active_at=_float(view.get("active_since")) if active else _float(view.get("changed_at")),
             acked_at=_float(view.get("acked_at")),
         )  # fmt: skip
-        cond = Condition(info, node, memo)
+        # EventId number 0, acknowledgeable: what happened before is unknown, its state is the one to acknowledge
+        cond = Condition(info, node, memo, prefix)
         self.by_id[info.id] = cond
         self.tenants.setdefault(info.tenant_id, set()).add(info.id)
-        cond.known.append(memo.event_id)
-        cond.ackable.append(memo.event_id)  # what happened before is unknown: its state is the one to acknowledge
         await self._place(cond)
         cond.last_event = _to_event(cond.values, node)
 
@@ -299,7 +331,7 @@ class Conditions:
         old = cond.info
         cond.info = info
         rebuilt = info.structure() != old.structure() or info.source_is_tag != old.source_is_tag
-        if rebuilt:  # another type, name or source: new nodes (same ids)
+        if rebuilt:  # another type, name or source: placed again (new nodes with the same ids)
             await self._unplace(cond)
             await self._place(cond)
         before, view = old.view, info.view
@@ -318,11 +350,8 @@ class Conditions:
             if transition is not None and transition.get("comment") is not None:
                 memo.comment, memo.comment_at = str(transition["comment"]), at
                 memo.comment_user = str(transition.get("user") or "")
-            memo.event_id, memo.time, memo.receive_time = _event_id(), at, now
-            if not view.get("acked") and (before.get("acked") or event in RAISES):
-                cond.ackable.clear()  # a new alarm: older EventIds do not acknowledge it
-            cond.ackable.append(memo.event_id)
-            cond.known.append(memo.event_id)
+            raised = not view.get("acked") and (bool(before.get("acked")) or event in RAISES)
+            memo.event_id, memo.time, memo.receive_time = cond.next_event_id(raised=raised), at, now
         values = field_values(info, cond.memo, source=self._source_id(cond), now=now)
         await self._write(cond, values)
         if fire:
@@ -330,7 +359,7 @@ class Conditions:
             await self._deliver(cond, cond.last_event)
 
     async def _remove(self, cond: Condition) -> None:
-        """Gone from the platform: a last event with Retain false, then the nodes go."""
+        """Gone from the platform: a last event with Retain false, then it (and its nodes) go."""
         if cond.placement is not None:
             values = dict(cond.values)
             values["Retain"] = ua.Variant(False, ua.VariantType.Boolean)
@@ -342,7 +371,7 @@ class Conditions:
         self.by_id.pop(cond.info.id, None)
         self.tenants.get(cond.info.tenant_id, set()).discard(cond.info.id)
 
-    # -- nodes --------------------------------------------------------------------------------------------------
+    # -- placement and nodes --------------------------------------------------------------------------------
 
     def _tree_index(self, tenant_id: int) -> dict[ua.NodeId, Built]:
         index = self._index.get(tenant_id)
@@ -372,20 +401,33 @@ class Conditions:
         return self.mirror.ua_id(base + ";" + path.replace("/", ";"))
 
     async def _place(self, cond: Condition) -> None:
+        """Where the condition is now: its notifier chain, its fields, and its nodes (with nodes)."""
         info = cond.info
         owner, source = self._where(info)
         index = self._tree_index(info.tenant_id)
-        chain = [cond.node]
+        chain = [cond.node] if self.nodes else []  # without nodes: from the source's object up
         walk: Built | None = owner
         while walk is not None:
             chain.append(walk.spec.ua_id)
             walk = index.get(walk.spec.parent)
         chain.append(SERVER)
+        cond.placement = placement = Placement(owner, source, tuple(chain))
+        values = field_values(info, cond.memo, source=source.spec.ua_id if source else None, now=self.clock())
+        if self.nodes:
+            placement.nodes = await self._add_nodes(cond, owner, source, values)
+            self.registry.conditions[placement.nodes["ShelvingState"]] = cond.ref
+        cond.values = values
+        self.registry.conditions[cond.node] = cond.ref
+
+    async def _add_nodes(
+        self, cond: Condition, owner: Built, source: Built | None, values: dict[str, ua.Variant]
+    ) -> dict[str, ua.NodeId]:
+        """The condition object and its variables (no method nodes: clients call the standard
+        method ids with the condition as the object), and HasCondition from its source."""
+        info = cond.info
         nodes = {"": cond.node}
         for child in children(info):
             nodes[child.path] = self._id(cond, child.path)
-        cond.placement = placement = Placement(owner, source, nodes, [], tuple(chain))
-        values = field_values(info, cond.memo, source=source.spec.ua_id if source else None, now=self.clock())
         ns = ua.UInt16(self.registry.ns)
         items = [
             ua.AddNodesItem(
@@ -400,27 +442,6 @@ class Conditions:
         ]  # fmt: skip
         for child in children(info):
             items.append(self._child_item(nodes[child.parent], nodes[child.path], child, values.get(child.path)))
-        for spec in METHODS:
-            method = self._id(cond, spec.path)
-            parent = nodes[spec.path.rsplit("/", 1)[0]] if "/" in spec.path else cond.node
-            items.append(ua.AddNodesItem(
-                RequestedNewNodeId=method, ParentNodeId=parent, BrowseName=ua.QualifiedName(spec.name, 0),
-                ReferenceTypeId=std(ObjectIds.HasComponent), NodeClass=ua.NodeClass.Method,
-                NodeAttributes=ua.MethodAttributes(DisplayName=ua.LocalizedText(spec.name), Executable=True,
-                                                   UserExecutable=True),
-            ))  # fmt: skip
-            placement.methods.append(method)
-            self.registry.condition_methods[method] = (cond.node, spec.path)
-            if spec.args:
-                args = [
-                    ua.Argument(Name=a, DataType=std(ARG_TYPES[a]), ValueRank=-1, ArrayDimensions=[]) for a in spec.args
-                ]
-                arg_id = self._id(cond, spec.path + "/InputArguments")
-                placement.methods.append(arg_id)
-                arg_child = Child("InputArguments", PROP, ObjectIds.Argument)
-                items.append(self._child_item(
-                    method, arg_id, arg_child, ua.Variant(args, ua.VariantType.ExtensionObject), rank=1
-                ))  # fmt: skip
         results = await self.session.add_nodes(items)
         failed = [(i.RequestedNewNodeId, r.StatusCode) for i, r in zip(items, results, strict=True)
                   if not r.StatusCode.is_good()]  # fmt: skip
@@ -435,13 +456,10 @@ class Conditions:
                                      TargetNodeClass=ua.NodeClass.Unspecified),
             ])  # fmt: skip
         self.aspace.set_attribute_value_callback(nodes[UNSHELVE_TIME], AttributeIds.Value, self._unshelve_time(cond))
-        cond.values = values
-        self.registry.conditions[cond.node] = cond.ref
-        self.registry.conditions[nodes["ShelvingState"]] = cond.ref
+        return nodes
 
-    def _child_item(
-        self, parent: ua.NodeId, node: ua.NodeId, child: Child, value: ua.Variant | None, *, rank: int = -1
-    ) -> ua.AddNodesItem:
+    @staticmethod
+    def _child_item(parent: ua.NodeId, node: ua.NodeId, child: Child, value: ua.Variant | None) -> ua.AddNodesItem:
         ref = ObjectIds.HasProperty if child.node_class == PROP else ObjectIds.HasComponent
         if child.node_class == OBJECT:
             return ua.AddNodesItem(
@@ -453,8 +471,8 @@ class Conditions:
         read = ua.Byte(ua.AccessLevel.CurrentRead.mask)
         attrs = ua.VariableAttributes(
             DisplayName=ua.LocalizedText(child.name), Value=value if value is not None else ua.Variant(),
-            DataType=std(child.data_type), ValueRank=rank, ArrayDimensions=[0] if rank == 1 else [],
-            AccessLevel=read, UserAccessLevel=read, Historizing=False,
+            DataType=std(child.data_type), ValueRank=-1, ArrayDimensions=[], AccessLevel=read, UserAccessLevel=read,
+            Historizing=False,
         )  # fmt: skip
         type_definition = ObjectIds.PropertyType if child.node_class == PROP else child.type_definition
         return ua.AddNodesItem(
@@ -476,6 +494,11 @@ class Conditions:
         placement, cond.placement = cond.placement, None
         if placement is None:
             return
+        self.registry.conditions.pop(cond.node, None)
+        nodes = placement.nodes
+        if nodes is None:
+            return
+        self.registry.conditions.pop(nodes.get("ShelvingState", cond.node), None)
         refs = [ua.DeleteReferencesItem(SourceNodeId=placement.owner.spec.ua_id, TargetNodeId=cond.node,
                                         ReferenceTypeId=std(ObjectIds.HasComponent), IsForward=True)]  # fmt: skip
         if placement.source is not None:
@@ -486,24 +509,22 @@ class Conditions:
         await self.session.delete_references(refs)  # the holder may be gone already: nothing to do then
         # The references pointing at these nodes are those above; asyncua's DeleteTargetReferences
         # would scan the whole address space once per node.
-        ids = [*placement.methods, *reversed(placement.nodes.values())]
         await self.session.delete_nodes(
             ua.DeleteNodesParameters(NodesToDelete=[ua.DeleteNodesItem(NodeId=i, DeleteTargetReferences=False)
-                                                    for i in ids])
+                                                    for i in reversed(nodes.values())])
         )  # fmt: skip
-        for method in placement.methods:
-            self.registry.condition_methods.pop(method, None)
-        self.registry.conditions.pop(cond.node, None)
-        self.registry.conditions.pop(placement.nodes.get("ShelvingState", cond.node), None)
 
     async def _write(self, cond: Condition, values: dict[str, ua.Variant]) -> None:
+        """The fields as they are now; written into the condition's variables that changed (with nodes)."""
         placement = cond.placement
         if placement is None:
             return
-        for path, variant in values.items():
-            if path == UNSHELVE_TIME or cond.values.get(path) == variant:
-                continue
-            await self.aspace.write_attribute_value(placement.nodes[path], AttributeIds.Value, ua.DataValue(variant))
+        nodes = placement.nodes
+        if nodes is not None:
+            for path, variant in values.items():
+                if path == UNSHELVE_TIME or cond.values.get(path) == variant:
+                    continue
+                await self.aspace.write_attribute_value(nodes[path], AttributeIds.Value, ua.DataValue(variant))
         cond.values = values
 
     # -- events ---------------------------------------------------------------------------------------------------
@@ -536,7 +557,7 @@ class Conditions:
         cond = self.by_id.get(ref.condition_id)
         if cond is None or cond.node != ref.node:
             return False
-        return event_id in (cond.ackable if to_acknowledge else cond.known)
+        return cond.knows(event_id, to_acknowledge=to_acknowledge)
 
     def info(self, ref: ConditionRef) -> ConditionInfo | None:
         cond = self.by_id.get(ref.condition_id)

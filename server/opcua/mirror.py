@@ -14,7 +14,7 @@ with a `Status` string variable and a `SetStatus(status)` method) → tags (Base
 variables of the tag's data type, historizing, with `EngineeringUnits` (EUInformation) and
 `EURange` (Range) properties when the tag has a unit and a range). Every object is an event
 notifier, for the alarm conditions below it (server/opcua/conditions.py, which also keeps the
-registry's `conditions` and `condition_methods`).
+registry's `conditions`).
 """
 
 from __future__ import annotations
@@ -93,9 +93,8 @@ class Registry:
     """SetStatus method -> its device."""
     status_vars: dict[tuple[int, str], ua.NodeId] = field(default_factory=dict)
     conditions: dict[ua.NodeId, ConditionRef] = field(default_factory=dict)
-    """Alarm condition nodes, and their ShelvingState objects, -> the condition (server/opcua/conditions.py)."""
-    condition_methods: dict[ua.NodeId, tuple[ua.NodeId, str]] = field(default_factory=dict)
-    """A condition's method nodes -> (the condition node, the method's browse path)."""
+    """ConditionIds (whether or not conditions are nodes), and the ShelvingState objects of
+    condition nodes, -> the condition (server/opcua/conditions.py)."""
 
     def owner(self, nodeid: ua.NodeId) -> int | None:
         """The tenant a node belongs to; None for shared nodes (the standard namespace, the
@@ -114,6 +113,13 @@ class Registry:
             return False
         head, sep, rest = ident.partition(";")
         return bool(sep) and "/" not in head and rest.startswith(ALARM_INFIX)
+
+    def is_condition_id(self, nodeid: ua.NodeId) -> bool:
+        """Shaped like a ConditionId (`<tenant>;Alarm;<condition id>`), known or not."""
+        ident = nodeid.Identifier
+        if not self.is_alarm(nodeid) or not isinstance(ident, str):
+            return False
+        return ident.partition(";")[2][len(ALARM_INFIX) :].isdigit()
 
 
 @dataclass(frozen=True, slots=True)

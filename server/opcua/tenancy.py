@@ -14,7 +14,8 @@ server is assembled from subclasses of its internal classes (pinned asyncua 2.1)
   (asyncua's method callbacks never learn who calls). Subscription services accept only the
   session's own subscriptions (asyncua itself lets any session delete, modify, acknowledge or
   take over any subscription id), and TransferSubscriptions only between sessions of one user.
-  Alarm condition nodes are seen only with `alarms.read`; calls of their methods (and
+  Alarm conditions (ConditionIds, and their nodes when they are nodes) are seen only with
+  `alarms.read`; calls of the standard condition methods with a ConditionId (and
   ConditionRefresh) go to `condition_methods.ConditionMethods` with the caller's principal.
   Event monitored items get a Part 4 WhereClause (event_filter.py); alarm events ask
   `principal_of` whether a session's user, checked again like a request, may still have them.
@@ -238,7 +239,7 @@ class TenantSession(InternalSession):
             return ua.DataValue(ua.Variant(who.can(Permission.TELEMETRY_WRITE), ua.VariantType.Boolean))
         alarm_methods = self.gate.alarm_methods
         if rv.AttributeId == AttributeIds.UserExecutable and alarm_methods is not None:
-            needed = alarm_methods.permission(rv.NodeId)
+            needed = alarm_methods.permission(rv.NodeId)  # the standard condition methods (shared type nodes)
             if needed is not None:
                 return ua.DataValue(ua.Variant(who.can(needed), ua.VariantType.Boolean))
         return dv
@@ -319,6 +320,8 @@ class TenantSession(InternalSession):
                 res.StatusCode = bad(StatusCodes.BadNodeIdUnknown)
             elif alarm_methods is not None and alarm_methods.handles(req.MethodId):
                 res = await alarm_methods.call(who, req, self._own_subscription)
+            elif reg.is_alarm(req.MethodId):  # a condition has no method nodes: the standard ids are its methods
+                res.StatusCode = bad(StatusCodes.BadMethodInvalid)
             elif device is None:
                 res.StatusCode = bad(StatusCodes.BadUserAccessDenied)
             elif device != req.ObjectId:

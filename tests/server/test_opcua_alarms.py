@@ -1,11 +1,13 @@
 """Alarms as OPC UA Part 9 conditions on the northbound server, against real asyncua clients.
 
-A live server per backend with the OPC UA port open; every test makes its own tenants. What must
-hold: a platform alarm is a condition node on its source with the platform's state, every
-transition is an event of the condition's type for the tenant's sessions, Acknowledge, AddComment
-and the shelving methods act through the AlarmService as the session's user (roles, journal,
-status codes), ConditionRefresh re-sends the retained conditions, and another tenant's session
-sees, receives and calls none of it.
+A live server per backend with the OPC UA port open and conditions kept out of the address space
+(the default), and one on SQLite with `opcua_condition_nodes` on; every test makes its own
+tenants. What must hold: every transition of a platform alarm is an event of the condition's type
+with its ConditionId for the tenant's sessions, Acknowledge, AddComment and the shelving methods
+(standard method ids, ObjectId = ConditionId) act through the AlarmService as the session's user
+(roles, journal, status codes), ConditionRefresh re-sends the retained conditions, and another
+tenant's session sees, receives and calls none of it. Without nodes no node of a condition exists;
+with nodes a condition is also a node on its source with the platform's state, and no method nodes.
 """
 
 from __future__ import annotations
@@ -27,13 +29,26 @@ from tests.support import BACKENDS, Api, LiveServer, TenantHandle, database_url,
 
 DEVICE = "Plant1/Area1/Pump7"
 FLOW = f"{DEVICE}/Flow"
+NODES = "sqlite-nodes"
+"""The SQLite server with `opcua_condition_nodes` on: conditions are browsable nodes too."""
+
+ACKNOWLEDGE = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge)
+ADD_COMMENT = ua.NodeId(ua.ObjectIds.ConditionType_AddComment)
+ENABLE, DISABLE = ua.NodeId(ua.ObjectIds.ConditionType_Enable), ua.NodeId(ua.ObjectIds.ConditionType_Disable)
+TIMED_SHELVE = ua.NodeId(ua.ObjectIds.ShelvedStateMachineType_TimedShelve)
+ONE_SHOT_SHELVE = ua.NodeId(ua.ObjectIds.ShelvedStateMachineType_OneShotShelve)
+ONE_SHOT_SHELVE2 = ua.NodeId(ua.ObjectIds.ShelvedStateMachineType_OneShotShelve2)
+UNSHELVE = ua.NodeId(ua.ObjectIds.ShelvedStateMachineType_Unshelve)
+REFRESH = ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh)
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=[*BACKENDS, NODES])
 def ua_live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    backend = "sqlite" if request.param == NODES else request.param
     tmp = tmp_path_factory.mktemp(f"opcua-alarms-{request.param}")
-    with database_url(request.param, tmp) as db_url:
-        live = LiveServer(make_settings(tmp, db_url, opcua_port=free_port())).start()
+    with database_url(backend, tmp) as db_url:
+        settings = make_settings(tmp, db_url, opcua_port=free_port(), opcua_condition_nodes=request.param == NODES)
+        live = LiveServer(settings).start()
         try:
             assert adapter(live).ready.wait(30), "OPC UA server did not start"
             yield live
@@ -42,6 +57,13 @@ def ua_live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 sqlite_only = pytest.mark.parametrize("ua_live", ["sqlite"], indirect=True)
+"""Beyond the core path, conditions without nodes (the default)."""
+both_modes = pytest.mark.parametrize("ua_live", ["sqlite", NODES], indirect=True)
+nodes_only = pytest.mark.parametrize("ua_live", [NODES], indirect=True)
+
+
+def with_nodes(live: LiveServer) -> bool:
+    return live.settings.opcua_condition_nodes
 
 
 @pytest.fixture
@@ -121,6 +143,32 @@ async def appeared(client: Client, node_id: str) -> Any:
     return node
 
 
+async def condition(live: LiveServer, client: Client, tenant: TenantHandle, condition_id: int) -> Any:
+    """The condition (its ConditionId as a client Node) once the OPC UA server has it: its node
+    when conditions are nodes, otherwise its entry in the server (there is nothing to browse)."""
+    if with_nodes(live):
+        return await appeared(client, cond_id(tenant, condition_id))
+
+    async def loaded() -> bool:
+        core = adapter(live).core
+        return core is not None and condition_id in core.conditions.by_id
+
+    await eventually(loaded, what=f"condition {condition_id} in the OPC UA server")
+    return client.get_node(cond_id(tenant, condition_id))
+
+
+async def refreshed(client: Client, tenant: TenantHandle, condition_id: int) -> Event | None:
+    """The condition's last event through ConditionRefresh, as a client without nodes learns a
+    condition's state (None when it is not retained)."""
+    sub = await alarm_events(client)
+    await client.nodes.server.call_method(REFRESH, ua.Variant(sub.subscription_id, ua.VariantType.UInt32))
+    events = await drain(sub)
+    await sub.delete()
+    wanted = ua.NodeId.from_string(cond_id(tenant, condition_id))
+    found = [e for e in events if getattr(e, "NodeId", None) == wanted]
+    return found[-1] if found else None
+
+
 def _active(event: Event) -> bool:
     return field(event, "ActiveState/Id") is True
 
@@ -137,15 +185,21 @@ def test_an_alarm_is_a_condition_acknowledged_through_opcua(
 
     async def check() -> None:
         async with session(ua_live, a, "operator") as client:
-            cond = await appeared(client, cond_id(a, cid))
-            device = client.get_node(nid(a, DEVICE))
-            assert "Flow high" in {(await c.read_browse_name()).Name for c in await device.get_children()}
+            cond = await condition(ua_live, client, a, cid)
             flow = client.get_node(nid(a, FLOW))
-            conditions = await flow.get_referenced_nodes(refs=ua.ObjectIds.HasCondition)
-            assert [c.nodeid for c in conditions] == [cond.nodeid], "HasCondition from the source tag"
-            type_def = await cond.read_type_definition()
-            assert type_def == ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType)
-            assert await client.get_node(cond_id(a, cid, "Retain")).read_value() is False
+            if with_nodes(ua_live):
+                device = client.get_node(nid(a, DEVICE))
+                assert "Flow high" in {(await c.read_browse_name()).Name for c in await device.get_children()}
+                conditions = await flow.get_referenced_nodes(refs=ua.ObjectIds.HasCondition)
+                assert [c.nodeid for c in conditions] == [cond.nodeid], "HasCondition from the source tag"
+                type_def = await cond.read_type_definition()
+                assert type_def == ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType)
+                assert await client.get_node(cond_id(a, cid, "Retain")).read_value() is False
+                methods = await cond.get_children(nodeclassmask=ua.NodeClass.Method)
+                methods += await client.get_node(cond_id(a, cid, "ShelvingState")).get_children(
+                    nodeclassmask=ua.NodeClass.Method
+                )
+                assert methods == [], "no method nodes per condition: the standard method ids serve"
             sub = await alarm_events(client, evtype=ua.ObjectIds.ExclusiveLimitAlarmType)
 
             await asyncio.to_thread(send, a, 95.0)
@@ -158,26 +212,27 @@ def test_an_alarm_is_a_condition_acknowledged_through_opcua(
             assert field(raised, "LimitState/CurrentState").Text == "High"
             assert field(raised, "ShelvingState/CurrentState").Text == "Unshelved"
             assert raised.HighLimit == 90.0 and raised.HighHighLimit == 110.0
-            assert await client.get_node(cond_id(a, cid, "ActiveState;Id")).read_value() is True
-            assert await client.get_node(cond_id(a, cid, "EventId")).read_value() == raised.EventId
+            if with_nodes(ua_live):
+                assert await client.get_node(cond_id(a, cid, "ActiveState;Id")).read_value() is True
+                assert await client.get_node(cond_id(a, cid, "EventId")).read_value() == raised.EventId
 
+            # the standard method ids with ObjectId = ConditionId (Part 9), in both modes
             with pytest.raises(ua.uaerrors.BadEventIdUnknown):
-                await cond.call_method("0:Acknowledge", b"not-an-event-id", ua.LocalizedText("x"))
-            await cond.call_method("0:Acknowledge", raised.EventId, ua.LocalizedText("on my way"))
+                await cond.call_method(ACKNOWLEDGE, b"not-an-event-id", ua.LocalizedText("x"))
+            await cond.call_method(ACKNOWLEDGE, raised.EventId, ua.LocalizedText("on my way"))
             acked = await next_event(sub, lambda e: field(e, "AckedState/Id") is True)
             assert acked.Comment.Text == "on my way" and acked.ClientUserId == "operator" and acked.Retain is True
             assert acked.EventId != raised.EventId, "a fresh EventId per event"
             state = alarm(operator, cid)
             assert state["state"] == "ack_active" and state["acked_by"] == "operator"
-            with pytest.raises(ua.uaerrors.BadConditionBranchAlreadyAcked):  # the type's method id works too
-                await cond.call_method(
-                    ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge), acked.EventId,
-                    ua.LocalizedText(""),
-                )  # fmt: skip
+            with pytest.raises(ua.uaerrors.BadConditionBranchAlreadyAcked):
+                await cond.call_method(ACKNOWLEDGE, acked.EventId, ua.LocalizedText(""))
 
-            await cond.call_method("0:AddComment", acked.EventId, ua.LocalizedText("pump checked"))
+            await cond.call_method(ADD_COMMENT, acked.EventId, ua.LocalizedText("pump checked"))
             commented = await next_event(sub, lambda e: e.Comment.Text == "pump checked")
-            assert await client.get_node(cond_id(a, cid, "Comment")).read_value() == ua.LocalizedText("pump checked")
+            if with_nodes(ua_live):
+                comment = await client.get_node(cond_id(a, cid, "Comment")).read_value()
+                assert comment == ua.LocalizedText("pump checked")
             assert commented.ClientUserId == "operator"
 
             await asyncio.to_thread(send, a, 50.0)  # clears: acknowledged, so back to Normal
@@ -200,18 +255,21 @@ def test_another_tenant_sees_receives_and_calls_nothing(
 
     async def check() -> None:
         async with session(ua_live, a, "supervisor") as ours, session(ua_live, b, "supervisor") as other:
-            cond = await appeared(ours, cond_id(a, mine))
-            await appeared(other, cond_id(b, theirs))
+            cond = await condition(ua_live, ours, a, mine)
+            await condition(ua_live, other, b, theirs)
             foreign = other.get_node(cond_id(a, mine))
             for attempt in (foreign.read_browse_name(), other.get_node(cond_id(a, mine, "EventId")).read_value()):
                 with pytest.raises(ua.uaerrors.BadNodeIdUnknown):
                     await attempt
-            names = {(await c.read_browse_name()).Name for c in await other.get_node(nid(b, DEVICE)).get_children()}
-            assert "Flow high" in names  # its own condition, under its own device
+            if with_nodes(ua_live):
+                device_b = other.get_node(nid(b, DEVICE))
+                names = {(await c.read_browse_name()).Name for c in await device_b.get_children()}
+                assert "Flow high" in names  # its own condition, under its own device
             sub_b = await alarm_events(other)
             with pytest.raises(ua.uaerrors.BadNodeIdUnknown):
                 await sub_b.subscribe_events(cond_id(a, mine), ua.ObjectIds.AlarmConditionType)
-            sub_a = await alarm_events(ours, cond_id(a, mine))  # on the condition node itself
+            # on the condition node itself; without nodes on its source's device
+            sub_a = await alarm_events(ours, cond_id(a, mine) if with_nodes(ua_live) else nid(a, DEVICE))
 
             await asyncio.to_thread(send, a, 95.0)
             raised = await next_event(sub_a, _active)
@@ -221,9 +279,8 @@ def test_another_tenant_sees_receives_and_calls_nothing(
             later = await drain(sub_b)
             assert all(e.NodeId != cond.nodeid for e in [seen, *later]), "no event of tenant a reached tenant b"
 
-            for method in ("0:Acknowledge", ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge)):
-                with pytest.raises(ua.uaerrors.BadNodeIdUnknown):
-                    await foreign.call_method(method, raised.EventId, ua.LocalizedText("not mine"))
+            with pytest.raises(ua.uaerrors.BadNodeIdUnknown):
+                await foreign.call_method(ACKNOWLEDGE, raised.EventId, ua.LocalizedText("not mine"))
             shelving = ua.NodeId.from_string(cond_id(a, mine, "ShelvingState"))
             with pytest.raises(ua.uaerrors.BadNodeIdUnknown):
                 await other.get_node(shelving).call_method(
@@ -255,7 +312,7 @@ def test_another_tenant_sees_receives_and_calls_nothing(
 # -- beyond the core path (SQLite) -------------------------------------------------------------------
 
 
-@sqlite_only
+@both_modes
 def test_shelving_through_opcua_follows_roles_and_limits(
     ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]
 ) -> None:
@@ -267,47 +324,55 @@ def test_shelving_through_opcua_follows_roles_and_limits(
 
     async def check() -> None:
         async with session(ua_live, a, "viewer") as client:
-            cond = await appeared(client, cond_id(a, cid))
+            cond = await condition(ua_live, client, a, cid)
             event_id = await eventually(lambda: _raised_event_id(client, a, cid), what="the raised state")
-            ack = client.get_node(cond_id(a, cid, "Acknowledge"))
+            # UserExecutable of the standard method node says what this user may do
+            ack = client.get_node(ACKNOWLEDGE)
             assert (await ack.read_attribute(ua.AttributeIds.UserExecutable)).Value.Value is False
             with pytest.raises(ua.uaerrors.BadUserAccessDenied):
-                await cond.call_method("0:Acknowledge", event_id, ua.LocalizedText("viewer"))
+                await cond.call_method(ACKNOWLEDGE, event_id, ua.LocalizedText("viewer"))
         async with session(ua_live, a, "operator") as client:
-            shelving = await appeared(client, cond_id(a, cid, "ShelvingState"))
+            cond = await condition(ua_live, client, a, cid)
+            assert (await client.get_node(ACKNOWLEDGE).read_attribute(ua.AttributeIds.UserExecutable)).Value.Value
+            shelve = client.get_node(TIMED_SHELVE)
+            assert (await shelve.read_attribute(ua.AttributeIds.UserExecutable)).Value.Value is False
             with pytest.raises(ua.uaerrors.BadUserAccessDenied):
-                await shelving.call_method("0:TimedShelve", ua.Variant(60_000.0, ua.VariantType.Double))
+                await cond.call_method(TIMED_SHELVE, ua.Variant(60_000.0, ua.VariantType.Double))
         async with session(ua_live, a, "supervisor") as client:
-            cond = await appeared(client, cond_id(a, cid))
-            shelving = client.get_node(cond_id(a, cid, "ShelvingState"))
-            assert (await client.get_node(cond_id(a, cid, "MaxTimeShelved")).read_value()) == 3_600_000.0
+            cond = await condition(ua_live, client, a, cid)
+            # with nodes the shelving methods take the ShelvingState object too (the ConditionId always)
+            shelving = client.get_node(cond_id(a, cid, "ShelvingState")) if with_nodes(ua_live) else cond
+            if with_nodes(ua_live):
+                assert (await client.get_node(cond_id(a, cid, "MaxTimeShelved")).read_value()) == 3_600_000.0
             sub = await alarm_events(client)
             with pytest.raises(ua.uaerrors.BadShelvingTimeOutOfRange):  # above the condition's 1 h
-                await shelving.call_method("0:TimedShelve", ua.Variant(2 * 3_600_000.0, ua.VariantType.Double))
+                await shelving.call_method(TIMED_SHELVE, ua.Variant(2 * 3_600_000.0, ua.VariantType.Double))
             with pytest.raises(ua.uaerrors.BadConditionNotShelved):
-                await shelving.call_method("0:Unshelve")
-            await shelving.call_method("0:TimedShelve", ua.Variant(60_000.0, ua.VariantType.Double))
+                await shelving.call_method(UNSHELVE)
+            await shelving.call_method(TIMED_SHELVE, ua.Variant(60_000.0, ua.VariantType.Double))
             shelved = await next_event(sub, lambda e: e.SuppressedOrShelved is True)
+            assert shelved.MaxTimeShelved == 3_600_000.0
             assert field(shelved, "ShelvingState/CurrentState").Text == "TimedShelved"
             assert field(shelved, "ShelvingState/CurrentState/Id") == ua.NodeId(
                 ua.ObjectIds.ShelvedStateMachineType_TimedShelved
             )
             assert 50_000 < field(shelved, "ShelvingState/UnshelveTime") <= 60_000
-            remaining = await client.get_node(cond_id(a, cid, "ShelvingState;UnshelveTime")).read_value()
-            assert 50_000 < remaining <= 60_000
+            if with_nodes(ua_live):
+                remaining = await client.get_node(cond_id(a, cid, "ShelvingState;UnshelveTime")).read_value()
+                assert 50_000 < remaining <= 60_000
             assert _active(shelved) and shelved.Retain is True, "Part 9: still active, only shelved"
             state = alarm(supervisor, cid)
             assert (state["shelving"], state["shelved_by"], state["shelve_reason"]) == (
                 "timed", "supervisor", "shelved via OPC UA",
             )  # fmt: skip
 
-            await shelving.call_method("0:Unshelve")
+            await shelving.call_method(UNSHELVE)
             back = await next_event(sub, lambda e: e.SuppressedOrShelved is False)
             assert field(back, "AckedState/Id") is False, "unshelved while still high: alarms anew"
-            await shelving.call_method("0:OneShotShelve2", ua.LocalizedText("known fouling, cleaning tonight"))
+            await shelving.call_method(ONE_SHOT_SHELVE2, ua.LocalizedText("known fouling, cleaning tonight"))
             await next_event(sub, lambda e: field(e, "ShelvingState/CurrentState").Text == "OneShotShelved")
             with pytest.raises(ua.uaerrors.BadConditionAlreadyShelved):
-                await shelving.call_method("0:OneShotShelve")
+                await shelving.call_method(ONE_SHOT_SHELVE)
             assert alarm(supervisor, cid)["shelve_reason"] == "known fouling, cleaning tonight"
 
     asyncio.run(check())
@@ -319,12 +384,12 @@ def test_shelving_through_opcua_follows_roles_and_limits(
 
 
 async def _raised_event_id(client: Client, tenant: TenantHandle, condition_id: int) -> bytes | None:
-    if await client.get_node(cond_id(tenant, condition_id, "ActiveState;Id")).read_value() is not True:
-        return None
-    return bytes(await client.get_node(cond_id(tenant, condition_id, "EventId")).read_value())
+    """The EventId of the condition's raised state, from ConditionRefresh (None while not active)."""
+    last = await refreshed(client, tenant, condition_id)
+    return bytes(last.EventId) if last is not None and _active(last) else None
 
 
-@sqlite_only
+@both_modes
 def test_conditions_follow_their_configuration_and_the_namespace(
     ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]
 ) -> None:
@@ -334,33 +399,45 @@ def test_conditions_follow_their_configuration_and_the_namespace(
 
     async def check() -> None:
         async with session(ua_live, a, "operator") as client:
-            cond = await appeared(client, cond_id(a, cid))
+            cond = await condition(ua_live, client, a, cid)
             with pytest.raises(ua.uaerrors.BadUserAccessDenied):  # needs alarms.configure
-                await cond.call_method("0:Disable")
+                await cond.call_method(DISABLE)
         async with session(ua_live, a, "engineer") as client:
             cond = client.get_node(cond_id(a, cid))
             sub = await alarm_events(client, nid(a, "Plant1"))  # a folder above the condition: an event notifier
-            await cond.call_method("0:Disable")
+            await cond.call_method(DISABLE)
             off = await next_event(sub, lambda e: field(e, "EnabledState/Id") is False)
             assert off.Retain is False and alarm(engineer, cid)["enabled"] is False
             with pytest.raises(ua.uaerrors.BadConditionAlreadyDisabled):
-                await cond.call_method("0:Disable")
-            await cond.call_method("0:Enable")
-            await next_event(sub, lambda e: field(e, "EnabledState/Id") is True)
+                await cond.call_method(DISABLE)
+            await cond.call_method(ENABLE)
+            enabled = await next_event(sub, lambda e: field(e, "EnabledState/Id") is True)
 
-            # A renamed device is added again by the mirror: its condition moves to the new node.
+            # A renamed device is added again by the mirror: its condition moves to the new node
+            # (with nodes); either way it keeps its ConditionId and its events.
             r = await asyncio.to_thread(engineer.patch, f"/api/v1/nodes/{DEVICE}", json={"browse_name": "Pump7B"})
             assert r.status_code == 200, r.text
             device = client.get_node(nid(a, DEVICE))
 
+            async def renamed() -> bool:
+                return (await device.read_browse_name()).Name == "Pump7B"
+
             async def moved() -> bool:
-                if (await device.read_browse_name()).Name != "Pump7B":
+                if not await renamed():
                     return False
                 return "Flow high" in {(await c.read_browse_name()).Name for c in await device.get_children()}
 
-            await eventually(moved, what="the condition under the renamed device")
-            flow = client.get_node(nid(a, FLOW))
-            assert [n.nodeid for n in await flow.get_referenced_nodes(refs=ua.ObjectIds.HasCondition)] == [cond.nodeid]
+            await eventually(moved if with_nodes(ua_live) else renamed, what="the condition under the renamed device")
+            if with_nodes(ua_live):
+                flow = client.get_node(nid(a, FLOW))
+                referenced = await flow.get_referenced_nodes(refs=ua.ObjectIds.HasCondition)
+                assert [n.nodeid for n in referenced] == [cond.nodeid]
+            # (its configured tag path no longer exists: the alarm engine may have the source
+            # unresolved by now, and then its events come from the tenant folder up)
+            at_tenant = await alarm_events(client, nid(a))
+            await cond.call_method(ADD_COMMENT, enabled.EventId, ua.LocalizedText("after the rename"))
+            commented = await next_event(at_tenant, lambda e: e.Comment.Text == "after the rename")
+            assert commented.NodeId == cond.nodeid
 
             everywhere = await alarm_events(client)
             r = await asyncio.to_thread(engineer.delete, f"/api/v1/alarms/conditions/{cid}")
@@ -370,12 +447,17 @@ def test_conditions_follow_their_configuration_and_the_namespace(
 
             async def gone() -> bool:
                 try:
-                    await cond.read_browse_name()
+                    if with_nodes(ua_live):
+                        await cond.read_browse_name()
+                    else:  # BadEventIdUnknown while the condition is known
+                        await cond.call_method(ADD_COMMENT, b"none", ua.LocalizedText("x"))
                 except ua.uaerrors.BadNodeIdUnknown:
                     return True
+                except ua.uaerrors.BadEventIdUnknown:
+                    return False
                 return False
 
-            await eventually(gone, what="the deleted condition's node gone")
+            await eventually(gone, what="the deleted condition gone")
 
     asyncio.run(check())
 
@@ -402,7 +484,7 @@ def _literal(value: Any) -> ua.LiteralOperand:
 def test_event_filters_as_part_4_defines_them(ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]) -> None:
     """OfType takes subtypes, a WhereClause operand's whole browse path names the field, and one
     session's select clause naming no field (a Python attribute of asyncua's event object) costs
-    no other session its events."""
+    no other session its events. A filter on a folder above the source works without condition nodes."""
     a, _ = plant
     cid = limit_condition(a)
     of_type = ua.ContentFilterElement(
@@ -414,13 +496,15 @@ def test_event_filters_as_part_4_defines_them(ua_live: LiveServer, plant: tuple[
 
     async def check() -> None:
         async with session(ua_live, a, "operator") as careless, session(ua_live, a, "operator") as client:
-            await appeared(client, cond_id(a, cid))
+            await condition(ua_live, client, a, cid)
             bad_sub = await careless.create_subscription(20, None)  # subscribed first: served first
             await bad_sub.subscribe_events(evfilter=_event_filter([("EventType",), ("emitting_node",)]))
             by_type = await client.create_subscription(20, None)
             await by_type.subscribe_events(evfilter=_event_filter([("EventType",), ("ActiveState", "Id")], of_type))
             by_state = await client.create_subscription(20, None)
-            await by_state.subscribe_events(evfilter=_event_filter([("EventType",), ("ActiveState", "Id")], active))
+            await by_state.subscribe_events(  # on the source's folder: the notifier chain goes up from the device
+                nid(a, "Plant1"), evfilter=_event_filter([("EventType",), ("ActiveState", "Id")], active)
+            )
 
             await asyncio.to_thread(send, a, 95.0)
             typed = await next_event(by_type, lambda e: True)
@@ -448,7 +532,7 @@ def test_a_disabled_user_receives_no_more_alarm_events(
 
     async def check() -> None:
         async with session(ua_live, a, "viewer") as client:
-            await appeared(client, cond_id(a, cid))
+            await condition(ua_live, client, a, cid)
             sub = await alarm_events(client)
             r = await asyncio.to_thread(a.admin.patch, f"/api/v1/users/{users['viewer']}", json={"is_active": False})
             assert r.status_code == 200, r.text
@@ -471,7 +555,7 @@ def test_acknowledge_counts_the_transitions_on_their_way(
 
     async def check() -> None:
         async with session(ua_live, a, "operator") as client:
-            cond = await appeared(client, cond_id(a, cid))
+            cond = await condition(ua_live, client, a, cid)
             sub = await alarm_events(client)
             await asyncio.to_thread(send, a, 95.0)
             raised = await next_event(sub, _active)
@@ -481,13 +565,13 @@ def test_acknowledge_counts_the_transitions_on_their_way(
             await asyncio.to_thread(send, a, 96.0)  # and raised anew: both still waiting in the server
             await asyncio.to_thread(wait_for, lambda: alarm(operator, cid)["activations"] == 2)
             with pytest.raises(ua.uaerrors.BadEventIdUnknown):
-                await cond.call_method("0:Acknowledge", raised.EventId, ua.LocalizedText("old news"))
+                await cond.call_method(ACKNOWLEDGE, raised.EventId, ua.LocalizedText("old news"))
             assert alarm(operator, cid)["state"] == "unack_active"
 
     asyncio.run(check())
 
 
-@sqlite_only
+@both_modes
 def test_active_state_follows_the_process_under_a_shelve(
     ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]
 ) -> None:
@@ -502,24 +586,30 @@ def test_active_state_follows_the_process_under_a_shelve(
 
     async def check() -> None:
         async with session(ua_live, a, "supervisor") as client:
-            await appeared(client, cond_id(a, cid))
+            await condition(ua_live, client, a, cid)
+
+            async def shelved_active() -> bool:
+                last = await refreshed(client, a, cid)
+                return last is not None and _active(last) and last.SuppressedOrShelved is True
+
+            assert await eventually(shelved_active, what="active under the shelve")
             active = client.get_node(cond_id(a, cid, "ActiveState;Id"))
-            assert await eventually(lambda: _is(active, True), what="active under the shelve")
+            if with_nodes(ua_live):
+                assert await active.read_value() is True
             sub = await alarm_events(client)
             await asyncio.to_thread(send, a, 50.0)
             cleared = await next_event(sub, lambda e: not _active(e))
             assert cleared.SuppressedOrShelved is True and cleared.Retain is True
-            assert await active.read_value() is False
+            if with_nodes(ua_live):
+                assert await active.read_value() is False
 
     asyncio.run(check())
 
 
-async def _is(node: Any, value: object) -> bool:
-    return bool(await node.read_value() == value)
-
-
-@sqlite_only
+@nodes_only
 def test_condition_methods_need_their_own_object(ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]) -> None:
+    """The ShelvingState object takes the shelving methods only; the per-instance method ids of
+    earlier versions are no methods (conditions have no method nodes)."""
     a, _ = plant
     cid = limit_condition(a)
     send(a, 95.0)
@@ -531,16 +621,17 @@ def test_condition_methods_need_their_own_object(ua_live: LiveServer, plant: tup
             shelving = client.get_node(cond_id(a, cid, "ShelvingState"))
             event_id = await eventually(lambda: _raised_event_id(client, a, cid), what="the raised state")
             calls = [
-                (shelving, ua.NodeId.from_string(cond_id(a, cid, "Acknowledge")), [event_id, ua.LocalizedText("")]),
-                (shelving, ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
-                 [event_id, ua.LocalizedText("")]),
-            ]  # fmt: skip
+                (cond, ua.NodeId.from_string(cond_id(a, cid, "Acknowledge")), [event_id, ua.LocalizedText("")]),
+                (shelving, ACKNOWLEDGE, [event_id, ua.LocalizedText("")]),
+                (shelving, ADD_COMMENT, [event_id, ua.LocalizedText("")]),
+                (client.get_node(nid(a, DEVICE)), ACKNOWLEDGE, [event_id, ua.LocalizedText("")]),  # not a condition
+            ]
             for obj, method, args in calls:
                 with pytest.raises(ua.uaerrors.BadMethodInvalid):
                     await obj.call_method(method, *args)
             # Part 9: the shelving methods take the ConditionId as well as the ShelvingState object
-            await cond.call_method(ua.NodeId.from_string(cond_id(a, cid, "ShelvingState;OneShotShelve")))
-            await shelving.call_method(ua.NodeId.from_string(cond_id(a, cid, "ShelvingState;Unshelve")))
+            await cond.call_method(ONE_SHOT_SHELVE)
+            await shelving.call_method(UNSHELVE)
 
     asyncio.run(check())
     assert [e["event"] for e in journal(a.engineer, cid)] == ["activated", "shelved", "unshelved"]
@@ -573,7 +664,64 @@ def test_a_transition_while_the_server_starts_is_not_lost(
 
     async def check() -> None:
         async with session(ua_live, a, "operator") as client:
-            acked = client.get_node(cond_id(a, cid, "AckedState;Id"))
-            assert await eventually(lambda: _is(acked, True), timeout=5, what="the acknowledgement shown")
+
+            async def acked() -> bool:
+                last = await refreshed(client, a, cid)
+                return last is not None and field(last, "AckedState/Id") is True
+
+            assert await eventually(acked, timeout=5, what="the acknowledgement shown")
 
     asyncio.run(check())
+
+
+@sqlite_only
+def test_without_nodes_a_condition_is_its_condition_id(
+    ua_live: LiveServer, plant: tuple[TenantHandle, TenantHandle]
+) -> None:
+    """No node of a condition exists (nothing to browse or read, no node in asyncua's address
+    space), yet its events carry the ConditionId and the standard methods take it as the object,
+    for the condition's own tenant only."""
+    a, b = plant
+    cid = limit_condition(a)
+    send(a, 95.0)
+    wait_for(lambda: alarm(a.engineer, cid)["state"] == "unack_active", what="alarm raised")
+    core = adapter(ua_live).core
+    assert core is not None
+
+    async def check() -> None:
+        async with session(ua_live, a, "operator") as client, session(ua_live, b, "supervisor") as other:
+            cond = await condition(ua_live, client, a, cid)
+            prefix = f"{a.name};Alarm;{cid}"
+            assert not [n for n in core.server.iserver.aspace._nodes if str(n.Identifier).startswith(prefix)]
+            device = client.get_node(nid(a, DEVICE))
+            names = {(await c.read_browse_name()).Name for c in await device.get_children()}
+            assert names == {"Status", "SetStatus", "Flow", "Pressure"}, "no condition under its source's device"
+            flow = client.get_node(nid(a, FLOW))
+            assert await flow.get_referenced_nodes(refs=ua.ObjectIds.HasCondition) == []
+            for unknown in (cond.read_browse_name(), cond.read_event_notifier(), cond.read_value()):
+                with pytest.raises(ua.uaerrors.BadNodeIdUnknown):
+                    await unknown
+            # no node, no notifier (asyncua answers BadServiceUnsupported for a node it does not have)
+            with pytest.raises((ua.uaerrors.BadNodeIdUnknown, ua.uaerrors.BadServiceUnsupported)):
+                await (await client.create_subscription(20, None)).subscribe_events(cond.nodeid)
+
+            raised = await refreshed(client, a, cid)
+            assert raised is not None and _active(raised) and raised.NodeId == cond.nodeid
+            assert raised.SourceNode == flow.nodeid and raised.ConditionName == "Flow high"
+            with pytest.raises(ua.uaerrors.BadNodeIdUnknown):  # the ConditionId, but another tenant's
+                await other.get_node(cond.nodeid).call_method(ACKNOWLEDGE, raised.EventId, ua.LocalizedText(""))
+            with pytest.raises(ua.uaerrors.BadNodeIdUnknown):  # a ConditionId of no condition
+                await client.get_node(cond_id(a, 999_999)).call_method(
+                    ACKNOWLEDGE, raised.EventId, ua.LocalizedText("")
+                )
+            with pytest.raises(ua.uaerrors.BadMethodInvalid):  # no per-instance method ids
+                await cond.call_method(ua.NodeId.from_string(cond_id(a, cid, "Acknowledge")), raised.EventId,
+                                       ua.LocalizedText(""))  # fmt: skip
+            sub = await alarm_events(client, nid(a, DEVICE))
+            await cond.call_method(ACKNOWLEDGE, raised.EventId, ua.LocalizedText("seen"))
+            acked = await next_event(sub, lambda e: field(e, "AckedState/Id") is True)
+            assert acked.NodeId == cond.nodeid and acked.Comment.Text == "seen"
+
+    asyncio.run(check())
+    state = alarm(a.users["operator"], cid)
+    assert (state["state"], state["acked_by"]) == ("ack_active", "operator")
