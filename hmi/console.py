@@ -50,6 +50,8 @@ class Console(QObject):
         self.remember = False
         self.link_state = LinkState.CLOSED
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reload_task: asyncio.Task[None] | None = None
+        self._reload_again = False
 
     # -- session --------------------------------------------------------------------------
     async def login(self, form: LoginForm) -> None:
@@ -124,8 +126,9 @@ class Console(QObject):
             await stream.stop()
         if session is not None:
             await session.aclose()
-        for task in list(self._tasks):
-            task.cancel()
+        for task in [*self._tasks, self._reload_task]:
+            if task is not None:
+                task.cancel()
 
     def can(self, permission: str) -> bool:
         return self.me is not None and permission in self.me.permissions
@@ -141,8 +144,8 @@ class Console(QObject):
             self.alarms.apply_event(event)
         elif kind in ("namespace", "device_status"):
             self._spawn(self.rebrowse())
-        elif kind == "alarm_conditions":
-            self._spawn(self.reload_alarms())
+        elif kind in ("alarm_conditions", "events_dropped"):
+            self.reload_alarms_soon()
 
     def on_link(self, state: LinkState, detail: str, lost_at: float | None) -> None:
         """Connected: values are current again, and what the outage hid is fetched. Otherwise stale."""
@@ -226,6 +229,20 @@ class Console(QObject):
         pen.set_history(History.from_columns(h.start, h.end, h.t, h.value, h.min, h.max, h.avg))
 
     # -- alarms ---------------------------------------------------------------------------
+    def reload_alarms_soon(self) -> None:
+        """One reload for a burst of condition changes (10,000 conditions configured are 10,000
+        events): one runs at a time, and one more after it if anything asked meanwhile."""
+        if self._reload_task is not None and not self._reload_task.done():
+            self._reload_again = True
+            return
+        self._reload_task = asyncio.get_event_loop().create_task(self._reload_coalesced())
+
+    async def _reload_coalesced(self) -> None:
+        self._reload_again = True
+        while self._reload_again:
+            self._reload_again = False
+            await self.reload_alarms()
+
     async def reload_alarms(self) -> None:
         if self.api is None or not self.can("alarms.read"):
             return

@@ -73,6 +73,7 @@ class LiveStream:
         self._task: asyncio.Task[None] | None = None
         self._lost_at: float | None = None
         self._next_id = 0
+        self._dropped = 0
         session.on_tokens(self._renew)
 
     # -- public ---------------------------------------------------------------------------
@@ -129,6 +130,7 @@ class LiveStream:
         ) as ws:
             hello = await self._authenticate(ws)
             self.heartbeat_s = float(hello.get("heartbeat_s") or 15.0)
+            self._dropped = 0  # counted per connection by the server
             self._ws = ws
             if self.nodes or self.subtrees:
                 await self._send({"type": "subscribe", "nodes": sorted(self.nodes), "subtrees": sorted(self.subtrees)})
@@ -167,6 +169,11 @@ class LiveStream:
             self.listener.on_values(updates, bool(frame.get("snapshot")))
         elif kind == "event":
             self.listener.on_event(frame)
+        elif kind == "heartbeat":
+            dropped = int(frame.get("dropped_events") or 0)
+            if dropped > self._dropped:  # the server's queue for us overflowed: what we hold is incomplete
+                self.listener.on_event({"type": "event", "kind": "events_dropped", "count": dropped - self._dropped})
+            self._dropped = dropped
         elif kind == "error":
             log.warning("stream error: %s", frame.get("detail"))
 

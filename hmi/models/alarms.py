@@ -1,5 +1,11 @@
 """The alarm summary as the console holds it: fed by GET /alarms and by alarm events on the
-stream, sorted by priority then newest first, filtered by area, priority and state."""
+stream, sorted by priority then newest first, filtered by area, priority and state.
+
+A summary may hold 10,000 alarms while events stream in, so nothing per event walks them all:
+`changed` says which alarms (and source tags) an event touched, the count of unacknowledged
+alarms is kept as they change, the newest one is remembered until it stops being unacknowledged,
+and the alarms of each source tag are indexed. Whole-list work (sorting, the worst alarm of every
+tag) happens only on a reload or a new filter (`AlarmChange.reset`)."""
 
 from __future__ import annotations
 
@@ -54,6 +60,23 @@ class Alarm:
     def sort_key(self) -> tuple[int, float]:
         return (PRIORITY_RANK.get(self.priority, 9), -(self.active_since or self.changed_at))
 
+    def row_key(self) -> tuple[int, float, int]:
+        """The summary's order (priority, newest first), made total by the id: a row is found by bisection."""
+        return (PRIORITY_RANK.get(self.priority, 9), -(self.active_since or self.changed_at), self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChange:
+    """What `AlarmStore.changed` carries: the alarms an event added, changed or removed and their
+    source tags (before and after), or `reset` when everything may have changed."""
+
+    ids: frozenset[int] = frozenset()
+    sources: frozenset[str] = frozenset()
+    reset: bool = False
+
+
+RESET = AlarmChange(reset=True)
+
 
 @dataclass
 class AlarmFilter:
@@ -75,39 +98,89 @@ class AlarmStore:
     def __init__(self) -> None:
         self.alarms: dict[int, Alarm] = {}
         self.filter = AlarmFilter()
-        self.changed: Signal[None] = Signal()
+        self.changed: Signal[AlarmChange] = Signal()
         self.raised: Signal[Alarm] = Signal()  # a new unacknowledged alarm (audible alert, banner)
+        self._unacked = 0
+        self._newest: Alarm | None = None  # the newest unacknowledged alarm, when known
+        self._newest_known = True
+        self._by_source: dict[str, set[int]] = {}
 
     def replace_all(self, items: list[dict[str, Any]]) -> None:
         self.alarms = {a.id: a for a in map(Alarm.from_api, items) if a.state in ANNUNCIATED}
-        self.changed.emit(None)
+        self._unacked = sum(a.unacked for a in self.alarms.values())
+        self._newest_known = False
+        self._by_source = {}
+        for alarm in self.alarms.values():
+            if alarm.source:
+                self._by_source.setdefault(alarm.source, set()).add(alarm.id)
+        self.changed.emit(RESET)
 
     def apply_event(self, event: dict[str, Any]) -> None:
         """An alarm event from the stream: the alarm as the API shows it after the transition."""
         alarm = Alarm.from_api(event)
         before = self.alarms.get(alarm.id)
+        if before is not None:
+            self._forget(before)
         if alarm.state in ANNUNCIATED:
             self.alarms[alarm.id] = alarm
+            self._remember(alarm)
         else:
             self.alarms.pop(alarm.id, None)
         if alarm.unacked and (before is None or not before.unacked or event.get("event") == "escalated"):
             self.raised.emit(alarm)
-        self.changed.emit(None)
+        sources = {a.source for a in (before, alarm) if a is not None and a.source}
+        self.changed.emit(AlarmChange(frozenset({alarm.id}), frozenset(sources)))
+
+    def _forget(self, alarm: Alarm) -> None:
+        if alarm.unacked:
+            self._unacked -= 1
+            if self._newest is not None and self._newest.id == alarm.id:
+                self._newest, self._newest_known = None, False
+        if alarm.source and (ids := self._by_source.get(alarm.source)) is not None:
+            ids.discard(alarm.id)
+            if not ids:
+                del self._by_source[alarm.source]
+
+    def _remember(self, alarm: Alarm) -> None:
+        if alarm.unacked:
+            self._unacked += 1
+            if self._newest_known and (self._newest is None or alarm.changed_at >= self._newest.changed_at):
+                self._newest = alarm
+        if alarm.source:
+            self._by_source.setdefault(alarm.source, set()).add(alarm.id)
 
     def set_filter(self, alarm_filter: AlarmFilter) -> None:
         self.filter = alarm_filter
-        self.changed.emit(None)
+        self.changed.emit(RESET)
 
     def visible(self) -> list[Alarm]:
         """Sorted by priority, then newest first; what the filter lets through."""
-        return sorted((a for a in self.alarms.values() if self.filter.accepts(a)), key=Alarm.sort_key)
+        return sorted((a for a in self.alarms.values() if self.filter.accepts(a)), key=Alarm.row_key)
 
     def unacked(self) -> list[Alarm]:
         return [a for a in self.alarms.values() if a.unacked]
 
+    def unacked_count(self) -> int:
+        return self._unacked
+
+    @property
+    def newest_known(self) -> bool:
+        """Whether `newest_unacked()` answers without walking every alarm."""
+        return self._newest_known or self._unacked == 0
+
     def newest_unacked(self) -> Alarm | None:
         """What the banner shows: the most recent unacknowledged alarm of any priority."""
-        return max(self.unacked(), key=lambda a: a.changed_at, default=None)
+        if self._unacked == 0:
+            return None
+        if not self._newest_known:
+            self._newest = max(self.unacked(), key=lambda a: a.changed_at, default=None)
+            self._newest_known = True
+        return self._newest
+
+    def worst_of(self, source: str) -> Alarm | None:
+        """The highest-priority alarm of one source tag (its own alarms only)."""
+        ids = self._by_source.get(source, ())
+        return min((self.alarms[i] for i in ids), key=Alarm.sort_key, default=None)
 
     def worst_by_source(self) -> dict[str, Alarm]:
         """The highest-priority alarm per source tag, for the tree's alarm column."""

@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractItemModel, QMimeData, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QIcon
 
-from hmi.models.alarms import AlarmStore
+from hmi.models.alarms import AlarmChange, AlarmStore
 from hmi.models.live_values import LiveValues
 from hmi.style import BAD_TEXT, PRIORITY_COLOURS, PRIORITY_TEXT, STALE_TEXT, UNCERTAIN_TEXT, assets_dir
 from server.api.schema import NodeOut
@@ -254,9 +254,20 @@ class NamespaceModel(QAbstractItemModel):
             if item is not None:
                 self.dataChanged.emit(self._index_of(item, 1), self._index_of(item, 3))
 
-    def _alarms_changed(self, _: None) -> None:
-        before, self._worst = self._worst, self.alarms.worst_by_source()
-        for node_id in set(before) | set(self._worst):
+    def _alarms_changed(self, change: AlarmChange) -> None:
+        """The worst alarm of the tags an event touched (all of them only on a reload)."""
+        if change.reset:
+            before, self._worst = self._worst, self.alarms.worst_by_source()
+            touched = set(before) | set(self._worst)
+        else:
+            touched = set(change.sources)
+            for source in touched:
+                worst = self.alarms.worst_of(source)
+                if worst is None:
+                    self._worst.pop(source, None)
+                else:
+                    self._worst[source] = worst
+        for node_id in touched:
             item = self._by_id.get(node_id)
             if item is not None:
                 self.dataChanged.emit(self._index_of(item, 4), self._index_of(item, 4))

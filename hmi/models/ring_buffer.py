@@ -32,6 +32,31 @@ class RingBuffer:
         else:
             self._start = (self._start + 1) % self.capacity
 
+    def extend(self, t: Array, v: Array) -> None:
+        """Append many samples at once (numpy, no per-sample Python), with `append`'s rule: a sample
+        not newer than every one before it is ignored."""
+        t = np.asarray(t, dtype=np.float64)
+        v = np.asarray(v, dtype=np.float64)
+        if not len(t):
+            return
+        last = self.last_time()
+        before = np.maximum.accumulate(np.concatenate(([-np.inf if last is None else last], t[:-1])))
+        keep = t > before
+        t, v = t[keep], v[keep]
+        n = len(t)
+        if n >= self.capacity:
+            self._t[:], self._v[:] = t[-self.capacity :], v[-self.capacity :]
+            self._start, self._size = 0, self.capacity
+            return
+        at = (self._start + self._size + np.arange(n)) % self.capacity
+        self._t[at], self._v[at] = t, v
+        overflow = self._size + n - self.capacity
+        if overflow > 0:
+            self._start = (self._start + overflow) % self.capacity
+            self._size = self.capacity
+        else:
+            self._size += n
+
     def first_time(self) -> float | None:
         return float(self._t[self._start]) if self._size else None
 
@@ -40,9 +65,10 @@ class RingBuffer:
 
     def drop_before(self, t: float) -> None:
         """Forget samples older than `t` (history covers them now)."""
-        while self._size and self._t[self._start] < t:
-            self._start = (self._start + 1) % self.capacity
-            self._size -= 1
+        times, _ = self.arrays()
+        gone = int(np.searchsorted(times, t, side="left"))
+        self._start = (self._start + gone) % self.capacity
+        self._size -= gone
 
     def clear(self) -> None:
         self._start = self._size = 0

@@ -60,19 +60,31 @@ class TrendPen:
         self.node_id, self.path, self.unit, self.colour = node_id, path, unit or "", colour
         self.live = RingBuffer(capacity)
         self.history = History()
-        self.dirty = True
+        self.dirty = True  # the view has not drawn the latest data yet
+        self._version = 0  # bumped on every change; the joined arrays are cached per version
+        self._joined: tuple[int, Array, Array] | None = None
+        self._display: tuple[int, float, Array, Array] | None = None
 
     @property
     def label(self) -> str:
         return f"{self.path} [{self.unit}]" if self.unit else self.path
 
+    def _changed(self) -> None:
+        self.dirty = True
+        self._version += 1
+
     def add_live(self, t: float, v: float) -> None:
         self.live.append(t, v)
-        self.dirty = True
+        self._changed()
+
+    def add_live_many(self, t: Array, v: Array) -> None:
+        """Many samples in time order (numpy; a backfill or a simulated hour)."""
+        self.live.extend(t, v)
+        self._changed()
 
     def set_history(self, history: History) -> None:
         self.history = history
-        self.dirty = True
+        self._changed()
 
     def fill_gap(self, t: Array, v: Array) -> None:
         """Merge samples the stream missed (fetched from history after a reconnect) into the live tail."""
@@ -82,19 +94,47 @@ class TrendPen:
         merged_t = np.concatenate((lt, t))
         merged_v = np.concatenate((lv, v))
         merged_t, index = np.unique(merged_t, return_index=True)
-        merged_v = merged_v[index]
         self.live.clear()
-        for ti, vi in zip(merged_t[-self.live.capacity :], merged_v[-self.live.capacity :], strict=True):
-            self.live.append(float(ti), float(vi))
-        self.dirty = True
+        self.live.extend(merged_t, merged_v[index])
+        self._changed()
 
     def joined(self) -> tuple[Array, Array]:
-        """History before the first live sample, then the live samples: one curve, no overlap."""
+        """History before the first live sample, then the live samples: one curve, no overlap.
+        Cached until the pen changes (the readout asks for it on every redraw); do not modify."""
+        cached = self._joined
+        if cached is not None and cached[0] == self._version:
+            return cached[1], cached[2]
         lt, lv = self.live.arrays()
         first = lt[0] if len(lt) else np.inf
         h = self.history
-        keep = h.t < first
-        return np.concatenate((h.t[keep], lt)), np.concatenate((h.line[keep], lv))
+        cut = int(np.searchsorted(h.t, first, side="left"))  # history times are ascending
+        t, y = np.concatenate((h.t[:cut], lt)), np.concatenate((h.line[:cut], lv))
+        self._joined = (self._version, t, y)
+        return t, y
+
+    def display(self, bucket_s: float) -> tuple[Array, Array]:
+        """What the chart draws: `joined()`, with the live tail reduced to its max and min per
+        `bucket_s` (about a pixel, buckets aligned to absolute time so they don't shimmer as the
+        window slides) where it is denser than that; the newest sample stays the last point.
+        The history is at about one bucket per pixel already. numpy only, cached per version."""
+        cached = self._display
+        if cached is not None and cached[0] == self._version and cached[1] == bucket_s:
+            return cached[2], cached[3]
+        t, y = self.joined()
+        n_live = len(self.live)
+        if bucket_s > 0 and n_live > 2:
+            lt, lv = t[len(t) - n_live : -1], y[len(y) - n_live : -1]  # the newest sample is kept as it is
+            buckets = np.floor(lt / bucket_s)
+            starts = np.flatnonzero(np.diff(buckets, prepend=-np.inf))
+            if len(starts) * 2 < len(lt):
+                hi, lo = np.maximum.reduceat(lv, starts), np.minimum.reduceat(lv, starts)
+                peak_t = np.repeat(lt[starts], 2)
+                peak_v = np.column_stack((hi, lo)).ravel()
+                head = len(t) - n_live
+                t = np.concatenate((t[:head], peak_t, t[-1:]))
+                y = np.concatenate((y[:head], peak_v, y[-1:]))
+        self._display = (self._version, bucket_s, t, y)
+        return t, y
 
     def envelope(self) -> tuple[Array, Array, Array] | None:
         """Min/max per bucket where the history is decimated (spikes stay visible)."""
@@ -102,8 +142,8 @@ class TrendPen:
         if h.lo is None or h.hi is None or not len(h.t):
             return None
         first = self.live.first_time()
-        keep = h.t < (first if first is not None else np.inf)
-        return h.t[keep], h.lo[keep], h.hi[keep]
+        cut = int(np.searchsorted(h.t, first if first is not None else np.inf, side="left"))
+        return h.t[:cut], h.lo[:cut], h.hi[:cut]
 
     def value_at(self, t: float) -> float | None:
         """The value the curve shows at time `t` (the sample at or before it)."""

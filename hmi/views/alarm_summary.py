@@ -81,6 +81,7 @@ class AlarmSummary(QWidget):
         for column, width in ((0, 36), (1, 70), (2, 80), (3, 200), (5, 260), (6, 110)):
             self.table.setColumnWidth(column, width)
         self.table.doubleClicked.connect(self._double_clicked)
+        self.model.set_visible_rows(self.visible_rows)
         self._kept: set[int] = set()
         self.model.modelAboutToBeReset.connect(self._keep_selection)
         self.model.modelReset.connect(self._restore_selection)
@@ -136,12 +137,24 @@ class AlarmSummary(QWidget):
         self._kept = {a.id for a in self.selected()}
 
     def _restore_selection(self) -> None:
-        """New alarms arriving must not take the operator's selection away."""
+        """A reload must not take the operator's selection away (row inserts and removals keep it
+        by themselves); looked up per kept alarm, not by walking 10,000 rows."""
         selection = self.table.selectionModel()
-        for row, alarm in enumerate(self.model.rows):
-            if alarm.id in self._kept:
+        for alarm_id in self._kept:
+            row = self.model.row_of(alarm_id)
+            if row is not None:
                 selection.select(self.model.index(row, 0), QItemSelectionModel.SelectionFlag.Select
                                  | QItemSelectionModel.SelectionFlag.Rows)  # fmt: skip
+
+    def visible_rows(self) -> tuple[int, int]:
+        """First and last row on screen; (0, -1) when none is (a hidden or tabbed-away dock)."""
+        if not self.table.isVisible() or not self.model.rows:
+            return 0, -1
+        top = self.table.rowAt(0)
+        if top < 0:
+            return 0, -1
+        bottom = self.table.rowAt(self.table.viewport().height() - 1)
+        return top, bottom if bottom >= 0 else len(self.model.rows) - 1
 
     def select_row(self, row: int) -> None:
         self.table.selectRow(row)

@@ -3,6 +3,7 @@ configuration as dock widgets whose layout is saved per user; shortcuts for the 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
         console.link_changed.connect(self._link_changed)
         console.alarms.raised.connect(self._alarm_raised)
         self.silenced = False
+        self._beeped = 0.0
         self.resize(1400, 860)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -212,7 +214,10 @@ class MainWindow(QMainWindow):
             await self.console.add_to_trend([{"node_id": alarm.source, "path": alarm.path, "unit": unit}])
 
     def _alarm_raised(self, alarm: Alarm) -> None:
-        if not self.silenced:
+        """A beep per new unacknowledged alarm, at most one a second (a flood is not a siren)."""
+        now = time.monotonic()
+        if not self.silenced and now - self._beeped >= 1.0:
+            self._beeped = now
             QApplication.beep()
 
     @async_slot()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyqtgraph as pg
 
 
@@ -46,3 +47,40 @@ class UnitAxes:
         for box, _axis in self._extra:
             box.setGeometry(self.item.vb.sceneBoundingRect())
             box.linkedViewChanged(self.item.vb, box.XAxis)
+
+
+class TickGrid:
+    """The chart's grid: lines at the time axis's and the first unit axis's ticks (two levels) as
+    one curve of line pairs with an opaque 1-pixel pen, painted with a single `drawLines` call,
+    updated when the view moves. pyqtgraph's own grid draws every line semi-transparent as part
+    of its axes, which cost 7–10 ms of a 20-pen frame here."""
+
+    def __init__(self, item: pg.PlotItem, colour: str = "#d2d2d2") -> None:
+        self.item = item
+        self.curve = pg.PlotCurveItem(pen=pg.mkPen(colour, width=1), connect="pairs", segmentedLineMode="on",
+                                      skipFiniteCheck=True)  # fmt: skip
+        self.curve.setZValue(-1000)
+        item.vb.addItem(self.curve, ignoreBounds=True)
+        item.vb.sigRangeChanged.connect(self.update)
+        item.vb.sigResized.connect(self.update)
+
+    def update(self, *_: object) -> None:
+        vb = self.item.vb
+        (x0, x1), (y0, y1) = vb.viewRange()
+        xs: list[float] = []
+        ys: list[float] = []
+        for name, lo, hi, size in (("bottom", x0, x1, vb.width()), ("left", y0, y1, vb.height())):
+            axis = self.item.getAxis(name)
+            if size <= 0 or not hi > lo or not hasattr(axis, "fontMetrics"):
+                continue  # the date axis knows its label density after its first paint
+            for level, (_spacing, values) in enumerate(axis.tickValues(lo, hi, size)):
+                if level > 1:
+                    break
+                for v in values:
+                    if name == "bottom":
+                        xs += (v, v)
+                        ys += (y0, y1)
+                    else:
+                        xs += (x0, x1)
+                        ys += (v, v)
+        self.curve.setData(np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64), connect="pairs")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QDateTime, Qt, QTimer, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPaintEvent
 from PySide6.QtWidgets import (
     QDateTimeEdit,
     QDialog,
@@ -33,26 +33,42 @@ from PySide6.QtWidgets import (
 from hmi.models.qt_namespace import MIME_NODES
 from hmi.models.trend import PRESETS_S, TrendModel, TrendPen
 from hmi.qt_async import async_slot
-from hmi.views.trend_axes import UnitAxes
+from hmi.views.trend_axes import TickGrid, UnitAxes
 
 FetchHistory = Callable[[TrendPen, float, float, int], Awaitable[None]]
+
+
+class _Curve(pg.PlotDataItem):  # type: ignore[misc]  # pyqtgraph ships no types
+    """A pen's line. While the view moves the time window (`held`), it does not re-clip and
+    re-downsample its old data: the redraw that moved the window gives it its new data next,
+    so each frame clips every curve once, not twice."""
+
+    held = False
+
+    def viewRangeChanged(self, vb: object = None, ranges: object = None, changed: object = None) -> None:  # noqa: N802
+        if not _Curve.held:
+            super().viewRangeChanged(vb, ranges, changed)
 
 
 class _PenCurves:
     """The line and (when decimated) the min/max envelope of one pen.
 
-    The envelope is one vertical stroke per bucket (min to max) drawn as line pairs: a filled
-    polygon between two curves (FillBetweenItem) cost several times more to paint with 20 pens.
+    The envelope is one vertical stroke per bucket (min to max) drawn with one `drawLines` call
+    of 1-pixel segments (`segmentedLineMode="on"`): a filled polygon between two curves
+    (FillBetweenItem) cost several times more to paint with 20 pens, and a path of line pairs is
+    stroked element by element.
     """
 
     def __init__(self, pen: TrendPen, box: pg.ViewBox) -> None:
         colour = pg.mkColor(pen.colour)
-        self.line = pg.PlotDataItem(pen=pg.mkPen(colour, width=1), name=pen.label)  # wide pens draw 10x slower
+        self.line = _Curve(pen=pg.mkPen(colour, width=1), name=pen.label)  # wide pens draw 10x slower
         self.line.setDownsampling(auto=True, method="peak")
         self.line.setClipToView(True)
         faint = pg.mkColor(pen.colour)
         faint.setAlpha(70)
-        self.envelope = pg.PlotCurveItem(pen=pg.mkPen(faint, width=1), connect="pairs")
+        self.envelope = pg.PlotCurveItem(pen=pg.mkPen(faint, width=1), connect="pairs", segmentedLineMode="on",
+                                         skipFiniteCheck=True)  # fmt: skip
+        self._envelope_shown: tuple[object, int] | None = None  # (history, buckets) drawn; redrawn when it changes
         for item in (self.envelope, self.line):
             box.addItem(item)
         self.box = box
@@ -61,15 +77,36 @@ class _PenCurves:
         for item in (self.envelope, self.line):
             self.box.removeItem(item)
 
-    def draw(self, pen: TrendPen) -> None:
-        t, y = pen.joined()
+    def draw(self, pen: TrendPen, bucket_s: float) -> None:
+        t, y = pen.display(bucket_s)
         self.line.setData(t, y)
         env = pen.envelope()
+        shown, key = self._envelope_shown, None if env is None else (pen.history, len(env[0]))
+        if shown is key or (shown is not None and key is not None and shown[0] is key[0] and shown[1] == key[1]):
+            return  # the envelope changes with a new history, or when live samples cover a bucket
+        self._envelope_shown = key
         if env is None:
             self.envelope.setData([], [])
         else:
             t, lo, hi = env
+            finite = np.isfinite(lo) & np.isfinite(hi)
+            t, lo, hi = t[finite], lo[finite], hi[finite]
             self.envelope.setData(np.repeat(t, 2), np.column_stack((lo, hi)).ravel(), connect="pairs")
+
+
+class _TrendPlot(pg.PlotWidget):  # type: ignore[misc]  # pyqtgraph ships no types
+    """The chart; it times its own paints (what a frame costs on this screen)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.last_paint_ms = 0.0
+        self.painted_at = 0.0  # time.time() at the end of the last paint
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        began = time.perf_counter()
+        super().paintEvent(event)
+        self.last_paint_ms = (time.perf_counter() - began) * 1000
+        self.painted_at = time.time()
 
 
 class TrendView(QWidget):
@@ -82,13 +119,13 @@ class TrendView(QWidget):
         super().__init__(parent)
         self.model, self._fetch = model, fetch
         self.setAcceptDrops(True)
-        self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.plot = _TrendPlot(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
         self.plot.setObjectName("trendPlot")
         self.plot.setAcceptDrops(False)
         self.plot.viewport().setAcceptDrops(False)
         self.plot.setBackground("#e6e6e6")
         self.item: pg.PlotItem = self.plot.getPlotItem()
-        self.item.showGrid(x=True, y=True, alpha=0.25)
+        self.grid = TickGrid(self.item)  # one opaque drawLines call, not pyqtgraph's per-axis translucent grid
         self.legend = self.item.addLegend(offset=(10, 10))
         self.axes = UnitAxes(self.item)
         self.curves: dict[str, _PenCurves] = {}
@@ -116,8 +153,12 @@ class TrendView(QWidget):
         self._history_timer = QTimer(self, singleShot=True, interval=300)
         self._history_timer.timeout.connect(self.refresh_history)
         self.redraw_ms = redraw_ms
+        self._last_redraw = 0.0
+        self._bucket_s = 0.0
+        self._min_interval_s = redraw_ms / 1000
+        self._readout_text = ""
         self._redraw_timer = QTimer(self, interval=redraw_ms)
-        self._redraw_timer.timeout.connect(self.redraw)
+        self._redraw_timer.timeout.connect(self._tick)
         self._redraw_timer.start()
         self._apply_range()
 
@@ -171,10 +212,23 @@ class TrendView(QWidget):
             self._history_timer.start()
 
     def _pace_redraw(self) -> None:
-        """Redraw about as often as the present moves by a pixel (5 Hz at most, every 2 s at least):
-        painting 20 pens costs tens of milliseconds, so a 7-day chart must not repaint 5 times a second."""
+        """The shortest time between two redraws: about as long as the present takes to move by a
+        pixel, at most 5 Hz (`redraw_ms`) and at least once a second while data arrive, so a new
+        value reaches the chart's right edge within a second at any span."""
         per_pixel_ms = self.model.span_s * 1000 / max(1, self.plot.width())
-        self._redraw_timer.setInterval(int(max(self.redraw_ms, min(2000, per_pixel_ms))))
+        self._min_interval_s = max(self.redraw_ms, min(1000.0, per_pixel_ms)) / 1000
+
+    def _tick(self) -> None:
+        """The timer: redraw only when something changed (new samples, a new history, the present
+        moved by a pixel) and the pace allows; an idle chart costs nothing."""
+        if time.monotonic() - self._last_redraw < self._min_interval_s:
+            return
+        if any(pen.dirty for pen in self.model.pens):
+            self.redraw()
+        elif not self.model.paused:
+            px_per_s = max(1, self.plot.width()) / max(1e-9, self.model.span_s)
+            if (time.time() - self.model.view_end) * px_per_s >= 1:
+                self.redraw()
 
     def _mark_preset(self) -> None:
         for name, button in self.preset_buttons.items():
@@ -193,6 +247,8 @@ class TrendView(QWidget):
         if not self.pause_button.isChecked():
             self.pause_button.setChecked(True)
         self.model.view_start, self.model.view_end = start, end
+        for pen in self.model.pens:
+            pen.dirty = True  # the live tail is reduced per pixel: reduce it again at the new scale
         self._history_timer.start()
 
     def _custom_range(self) -> None:
@@ -243,16 +299,34 @@ class TrendView(QWidget):
         self.redraw()
 
     def redraw(self) -> None:
-        """The timer's tick: slide the window if following, setData on pens that changed."""
+        """Slide the window if following, give changed pens their data, update the readout.
+
+        Moving the window would make every curve re-clip its old data before it gets the new
+        (twice the work per frame): the curves hold still while the window moves, then the changed
+        pens get their data (clipped once, to the new window) and the others re-clip once."""
         began = time.perf_counter()
-        if not self.model.paused:
+        self._last_redraw = time.monotonic()
+        self._pace_redraw()
+        moved = not self.model.paused
+        if moved:
             self.model.follow(time.time())
-            self._apply_range()
+            _Curve.held = True
+            try:
+                self._apply_range()
+            finally:
+                _Curve.held = False
+        bucket_s = (self.model.view_end - self.model.view_start) / max(1, self.plot.width())  # about a pixel
+        rescaled = not 0.9 < bucket_s / max(1e-9, self._bucket_s) < 1.1  # a new span or width: reduce again
+        self._bucket_s = bucket_s
         for pen in self.model.pens:
             curves = self.curves.get(pen.node_id)
-            if curves is not None and pen.dirty:
-                curves.draw(pen)
+            if curves is None:
+                continue
+            if pen.dirty or rescaled:
+                curves.draw(pen, bucket_s)
                 pen.dirty = False
+            elif moved:
+                curves.line.viewRangeChanged()
         self._update_readout()
         self.last_redraw_ms = (time.perf_counter() - began) * 1000
 
@@ -263,7 +337,10 @@ class TrendView(QWidget):
             v = pen.value_at(t)
             text = "—" if v is None else f"{v:.4g}"
             parts.append(f'<span style="color:{pen.colour}">■</span> {pen.path}: <b>{text}</b> {pen.unit}')
-        self.readout.setText(" &nbsp; ".join(parts))
+        text = " &nbsp; ".join(parts)
+        if text != self._readout_text:  # a rich-text label lays itself out again on every setText
+            self._readout_text = text
+            self.readout.setText(text)
 
     # -- drop and export ------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
