@@ -185,7 +185,7 @@ def make_conditions(plant: Any, count: int, chattering: int, deadline_s: float) 
 
     from bench.hmi_plant import tags
 
-    every = [t for t in tags(plant) if isinstance(t["value"], int | float)]
+    every = [t for t in tags(plant) if type(t["value"]) in (int, float)]  # not the boolean tags
     priorities = ["urgent", "high", "medium", "low"]
     bodies = []
     for i in range(count):
@@ -298,10 +298,10 @@ async def live(url: str, pens: list[dict[str, Any]], minutes: float) -> dict[str
     for _ in range(50):  # history arrives, then an hour of 1 s samples fills every ring buffer
         await asyncio.sleep(0.1)
     now = time.time()
-    first_live = {p.node_id: p.live.first_time() or now for p in console.trend.pens}
-    for i, pen in enumerate(console.trend.pens):
-        t = np.arange(first_live[pen.node_id] - 3600, first_live[pen.node_id] - 0.5, 1.0)
-        pen.add_live_many(t, signal(i, t))
+    for i, pen in enumerate(console.trend.pens):  # the hour before the first live sample, merged in
+        first = pen.live.first_time() or now
+        t = np.arange(first - 3600, first - 0.5, 1.0)
+        pen.fill_gap(t, signal(i, t))
     memory: list[tuple[float, float]] = [(0.0, rss_mb())]
     probe = QTimer()
     probe.timeout.connect(tick)

@@ -71,7 +71,7 @@ class TickGrid:
         ys: list[float] = []
         for name, lo, hi, size in (("bottom", x0, x1, vb.width()), ("left", y0, y1, vb.height())):
             axis = self.item.getAxis(name)
-            if size <= 0 or not hi > lo or not hasattr(axis, "fontMetrics"):
+            if size <= 0 or not hi > lo or (isinstance(axis, pg.DateAxisItem) and not hasattr(axis, "fontMetrics")):
                 continue  # the date axis knows its label density after its first paint
             for level, (_spacing, values) in enumerate(axis.tickValues(lo, hi, size)):
                 if level > 1:
