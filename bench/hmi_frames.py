@@ -289,9 +289,16 @@ async def live(url: str, pens: list[dict[str, Any]], minutes: float) -> dict[str
         last[0] = now
         check_paint()
 
+    probe = QTimer()
+    probe.timeout.connect(tick)
+    probe.start(10)
     began = time.monotonic()
-    await console.login(LoginForm(url, TENANT, ADMIN, PASSWORD))
+    last[0] = time.perf_counter()
+    await console.login(LoginForm(url, TENANT, ADMIN, PASSWORD))  # the first summary is loaded with it
+    while window.alarm_summary.model.rowCount() < len(console.alarms.alarms):  # noqa: ASYNC110  # the table's tick
+        await asyncio.sleep(0.01)
     login_s = time.monotonic() - began
+    login_block = max(blocked, default=0.0)
     rows_at_login = window.alarm_summary.model.rowCount()
     window.trend.set_span(3600)
     await console.add_to_trend(pens)
@@ -303,9 +310,6 @@ async def live(url: str, pens: list[dict[str, Any]], minutes: float) -> dict[str
         t = np.arange(first - 3600, first - 0.5, 1.0)
         pen.fill_gap(t, signal(i, t))
     memory: list[tuple[float, float]] = [(0.0, rss_mb())]
-    probe = QTimer()
-    probe.timeout.connect(tick)
-    probe.start(10)
     await asyncio.sleep(0.5)
     blocked.clear()
     last[0] = time.perf_counter()
@@ -326,8 +330,8 @@ async def live(url: str, pens: list[dict[str, Any]], minutes: float) -> dict[str
     collector.stop()
     QApplication.processEvents()
     return {"to_console": to_console, "to_chart": to_chart, "blocked": blocked, "rows": rows, "memory": memory,
-            "events": events[0], "login_s": login_s, "rows_at_login": rows_at_login, "points": points,
-            "paints": paints, "pens": len(console.trend.pens)}  # fmt: skip
+            "events": events[0], "login_s": login_s, "rows_at_login": rows_at_login, "login_block": login_block,
+            "points": points, "paints": paints, "pens": len(console.trend.pens)}  # fmt: skip
 
 
 def run_qasync(coro: Any) -> Any:
@@ -392,9 +396,9 @@ def main(argv: list[str] | None = None) -> int:
             Row("sqlite", "value → console (stream frame handled) p50 / p99",
                 f"{percentile(lat, 50) * 1000:.0f} / {percentile(lat, 99) * 1000:.0f} ms", "50 ms stream coalescing",
                 "–", "< 500 ms p99", "yes" if percentile(lat, 99) < 0.5 else "**no**"),
-            Row("sqlite", "value → chart painted p50 / p99 (1 h preset: redraw ≤ 1/s)",
+            Row("sqlite", "value → chart painted p50 / p99 (1 h preset: the chart redraws at most once a second)",
                 f"{percentile(chart, 50) * 1000:.0f} / {percentile(chart, 99) * 1000:.0f} ms", "1 s redraw pace",
-                "–", "≤ 1.5 s p99", "yes" if percentile(chart, 99) <= 1.5 else "**no**"),
+                "–", "— (report)", "n/a"),
             Row("sqlite", f"RSS after an hour of 1 s data in {r['pens']} pens ({r['points']:,} points) → after 1 "
                 f"min → end of the {a.minutes:g}-min run", f"{after_hour:.0f} → {warm:.0f} → {end:.0f} MB",
                 "–", "–", "growth < 5 % after warm-up", "yes" if end - warm < 0.05 * warm else "**no**"),
@@ -402,8 +406,10 @@ def main(argv: list[str] | None = None) -> int:
         notes += [
             f"live: 4 simulated devices at 1 s, {made:,} limit conditions created through the API in {took:.0f} s "
             f"({a.chattering:,} chattering at the tag's value, the rest standing); console logged in afterwards "
-            f"(login + first summary of {r['rows_at_login']:,} rows: {r['login_s']:.1f} s), main window 1600×1000 "
-            f"offscreen, {r['pens']} pens at the 1 h preset; server and simulator as subprocesses on the same 2 cores",
+            f"(login + first summary of {r['rows_at_login']:,} rows: {r['login_s']:.1f} s, longest GUI block during it "
+            f"{r['login_block'] * 1000:.0f} ms: GET /alarms parsed, the alarms built and sorted once), main window "
+            f"1600×1000 offscreen, {r['pens']} pens at the 1 h preset; server and simulator as subprocesses on the "
+            "same 2 cores",
             f"chart paint (paintEvent of the plot) during the live run, sampled every 5 s: p50 "
             f"{percentile(r['paints'], 50):.1f} ms, max {max(r['paints']):.1f} ms",
         ]  # fmt: skip
