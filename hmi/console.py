@@ -250,15 +250,21 @@ class Console(QObject):
             self.alarms.replace_all(await self.api.alarms())
 
     async def acknowledge(self, ids: list[int], comment: str | None) -> int:
+        """The stream brings the acknowledged alarms' events; reloading 10,000 alarms after every
+        acknowledgement would freeze the summary, so only without a stream does the console reload."""
         assert self.api is not None
         count = await self.api.acknowledge(ids, comment)
-        await self.reload_alarms()
+        await self._reload_unless_streaming()
         return count
 
     async def shelve(self, alarm_id: int, reason: str, duration_s: float | None) -> None:
         assert self.api is not None
         await self.api.shelve(alarm_id, reason, duration_s)
-        await self.reload_alarms()
+        await self._reload_unless_streaming()
+
+    async def _reload_unless_streaming(self) -> None:
+        if self.link_state is not LinkState.CONNECTED:
+            await self.reload_alarms()
 
     async def journal(self, start: float, end: float, **filters: Any) -> list[dict[str, Any]]:
         assert self.api is not None
