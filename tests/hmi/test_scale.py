@@ -183,3 +183,27 @@ def test_trend_redraws_only_what_changed(app: QApplication) -> None:
     view._tick()  # noqa: SLF001
     assert calls == [1]
     view.close()
+
+
+def test_a_heartbeat_reporting_dropped_events_asks_for_a_reload() -> None:
+    from hmi.client.stream import LiveStream
+
+    class Listener:
+        def __init__(self) -> None:
+            self.events: list[dict[str, Any]] = []
+
+        def on_values(self, updates: object, snapshot: bool) -> None: ...
+
+        def on_event(self, event: dict[str, Any]) -> None:
+            self.events.append(event)
+
+        def on_link(self, state: object, detail: str, lost_at: float | None) -> None: ...
+
+    class FakeSession:
+        def on_tokens(self, _: object) -> None: ...
+
+    listener = Listener()
+    stream = LiveStream(FakeSession(), listener)  # type: ignore[arg-type]
+    for dropped in (0, 0, 3, 3, 5):
+        stream._dispatch({"type": "heartbeat", "t": 0.0, "dropped_events": dropped})  # noqa: SLF001
+    assert [(e["kind"], e["count"]) for e in listener.events] == [("events_dropped", 3), ("events_dropped", 2)]
