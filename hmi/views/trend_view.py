@@ -129,6 +129,7 @@ class TrendView(QWidget):
         self.legend = self.item.addLegend(offset=(10, 10))
         self.axes = UnitAxes(self.item)
         self.curves: dict[str, _PenCurves] = {}
+        self._units: list[str] = []
         self.time_cursor = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#333333", style=Qt.PenStyle.DashLine))
         self.time_cursor.sigPositionChanged.connect(self._update_readout)
         self._cursor_pinned = False  # until the user drags it, the cursor rides near the present
@@ -286,16 +287,27 @@ class TrendView(QWidget):
 
     # -- pens -----------------------------------------------------------------------------
     def _pens_changed(self, _: None) -> None:
-        for curves in self.curves.values():
+        """Curves for new pens, none for removed ones; everything is rebuilt only when the units
+        (and so the axes) change: restoring 20 pens one by one must not rebuild 20 × 20 curves."""
+        units = self.model.units()
+        if units != self._units:
+            self._units = units
+            for curves in self.curves.values():
+                curves.remove()
+            self.curves.clear()
+            self.legend.clear()
+            self.axes.rebuild(units)
+        wanted = {pen.node_id for pen in self.model.pens}
+        for node_id in [n for n in self.curves if n not in wanted]:
+            curves = self.curves.pop(node_id)
+            self.legend.removeItem(curves.line)
             curves.remove()
-        self.curves.clear()
-        self.legend.clear()
-        self.axes.rebuild(self.model.units())
         for pen in self.model.pens:
-            curves = _PenCurves(pen, self.axes.box(pen.unit))
-            self.curves[pen.node_id] = curves
-            self.legend.addItem(curves.line, pen.label)
-            pen.dirty = True
+            if pen.node_id not in self.curves:
+                curves = _PenCurves(pen, self.axes.box(pen.unit))
+                self.curves[pen.node_id] = curves
+                self.legend.addItem(curves.line, pen.label)
+                pen.dirty = True
         self.redraw()
 
     def redraw(self) -> None:

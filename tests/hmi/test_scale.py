@@ -207,3 +207,24 @@ def test_a_heartbeat_reporting_dropped_events_asks_for_a_reload() -> None:
     for dropped in (0, 0, 3, 3, 5):
         stream._dispatch({"type": "heartbeat", "t": 0.0, "dropped_events": dropped})  # noqa: SLF001
     assert [(e["kind"], e["count"]) for e in listener.events] == [("events_dropped", 3), ("events_dropped", 2)]
+
+
+def test_pens_added_one_by_one_keep_their_curves_and_removed_ones_go(app: QApplication) -> None:
+    from hmi.views.trend_view import TrendView
+
+    async def no_fetch(*_: object) -> None:
+        return None
+
+    model = TrendModel()
+    view = TrendView(model, no_fetch)
+    model.add_pen("a", "P/A", "bar")
+    first = view.curves["a"]
+    model.add_pen("b", "P/B", "bar")  # same unit: the first pen's curve stays
+    assert view.curves["a"] is first and set(view.curves) == {"a", "b"}
+    model.add_pen("c", "P/C", "°C")  # a new unit: a new axis, every curve built again
+    assert set(view.curves) == {"a", "b", "c"} and view.curves["a"] is not first
+    kept = view.curves["a"]
+    model.remove_pen("b")
+    assert set(view.curves) == {"a", "c"} and view.curves["a"] is kept
+    assert len(view.legend.items) == 2
+    view.close()
