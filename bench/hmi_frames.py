@@ -358,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conditions", type=int, default=10_000)
     p.add_argument("--chattering", type=int, default=1_000)
     p.add_argument("--create-deadline", type=float, default=300.0, help="seconds for creating the conditions")
+    p.add_argument("--backfill", default="1h", help="history the simulator writes before the run")
     p.add_argument("--frames-only", action="store_true")
     p.add_argument("--no-doc", action="store_true", help="print only, do not append to docs/benchmarks.md")
     a = p.parse_args(argv)
@@ -376,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     if not a.frames_only:
         from bench.hmi_plant import start_plant, tags
 
-        print("starting server + simulator (1 h of backfilled history) ...", flush=True)
-        plant = start_plant(devices=4, backfill="1h")
+        print(f"starting server + simulator ({a.backfill} of backfilled history) ...", flush=True)
+        plant = start_plant(devices=4, backfill=a.backfill)
         try:
             made, took = make_conditions(plant, a.conditions, a.chattering, a.create_deadline)
             print(f"{made} alarm conditions in {took:.0f} s; waiting 12 s for the server's gc freeze", flush=True)
