@@ -14,10 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from sqlalchemy.engine import make_url
 from websockets.sync.client import ClientConnection, connect
 
@@ -303,3 +307,20 @@ class LoopThread:
         self.call(cancel_all())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+
+
+def forget_session(url: str, client_id: str) -> None:
+    """Remove the server's persistent session (clean start, expiry 0) and its retained Sparkplug
+    STATE from the broker, so test runs leave nothing behind."""
+    parts = urlsplit(url)
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    try:
+        client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=True, properties=props)
+        client.loop_start()
+        client.publish(f"spBv1.0/STATE/{client_id}", b"", qos=1, retain=True).wait_for_publish(5)
+        client.disconnect()
+        client.loop_stop()
+    except (OSError, RuntimeError, ValueError):
+        pass

@@ -18,7 +18,7 @@ import pytest
 
 from installers.build import Bundle
 from tests.installers.conftest import BUILD_TIMEOUT, need
-from tests.support import database_url, free_port, unavailable
+from tests.support import database_url, forget_session, free_port, unavailable
 
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT)
 
@@ -132,6 +132,7 @@ def test_server_runs_every_protocol_frozen(server_bundle: Bundle, tmp_path: Path
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
         asyncio.run(_delete_amqp(AMQP_URL, name))
+        forget_session(MQTT_URL, name)  # its persistent session would stay on the broker for a week
     assert code == 0, log.read_text()
     assert "historian flushed" in log.read_text()
     assert "Traceback" not in log.read_text()

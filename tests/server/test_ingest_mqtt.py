@@ -25,13 +25,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from server.domain.errors import Unavailable
-from tests.support import BACKENDS, LiveServer, database_url, free_port, make_settings, unavailable, wait_for
+from tests.support import (
+    BACKENDS,
+    LiveServer,
+    database_url,
+    forget_session,
+    free_port,
+    make_settings,
+    unavailable,
+    wait_for,
+)
 
 MQTT_URL = os.environ.get("IIOT_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 DEVICE = "Plant1/Area1/Pump7"
@@ -68,23 +74,6 @@ def wait_connected(live: LiveServer, timeout: float = 15) -> None:
     assert live.server is not None
     adapter = next(a for a in live.server.adapters if a.name == "mqtt")
     wait_for(lambda: adapter.connected.is_set(), timeout, "the MQTT adapter to subscribe")  # type: ignore[attr-defined]
-
-
-def forget_session(url: str, client_id: str) -> None:
-    """Remove the server's persistent session (clean start, expiry 0) and its retained Sparkplug
-    STATE from the broker, so test runs leave nothing behind."""
-    parts = urlsplit(url)
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 0
-    try:
-        client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=True, properties=props)
-        client.loop_start()
-        client.publish(f"spBv1.0/STATE/{client_id}", b"", qos=1, retain=True).wait_for_publish(5)
-        client.disconnect()
-        client.loop_stop()
-    except (OSError, RuntimeError, ValueError):
-        pass
 
 
 def mqtt_live(
