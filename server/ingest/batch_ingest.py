@@ -3,7 +3,7 @@
 One call per batch instead of per message is what lets MQTT and AMQP keep up with their
 brokers: the pipeline's per-call cost (device lookups, one bus batch, one writer chunk, one
 commit wait) is paid once per few hundred messages. The pipeline is all or nothing, so when a
-merged call is refused the messages are stored one by one and only the bad one is refused.
+merged call is refused, the message at fault is refused alone and the rest stored together.
 `Coalescer` does the same for request/response protocols (CoAP), whose requests each wait
 for their commit: requests that arrive while earlier calls are being stored go together.
 """

@@ -575,7 +575,7 @@ class MqttAdapter:
         self._interrupt.set()
 
     async def _ingest(self, tenant_id: int, source: str, works: list[_Work]) -> None:
-        """A tenant's messages of a batch in one pipeline call (one by one if that is refused)."""
+        """A tenant's messages of a batch in one pipeline call (the one at fault alone if that is refused)."""
         outcomes = await ingest_together(self.ctx.pipeline, tenant_id, source, [w.items for w in works])
         for w, exc in zip(works, outcomes, strict=True):
             if not isinstance(exc, Exception):
