@@ -105,6 +105,9 @@ async def frames(span_s: float, count: int, pens: int) -> dict[str, list[float]]
     async def no_fetch(*_: object) -> None:
         return None
 
+    from hmi.gc_guard import GuiThreadCollector
+
+    collector = GuiThreadCollector()  # as the console runs: the cyclic collector on a timer, between frames
     model = TrendModel()
     view = TrendView(model, no_fetch)
     view.resize(WIDTH, HEIGHT)
@@ -160,6 +163,7 @@ async def frames(span_s: float, count: int, pens: int) -> dict[str, list[float]]
     view.deleteLater()
     bare.deleteLater()
     QApplication.processEvents()
+    collector.stop()
     return out
 
 
@@ -344,6 +348,7 @@ def run_qasync(coro: Any) -> Any:
     from qasync import QEventLoop
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setQuitOnLastWindowClosed(False)  # the frames phase closes its windows; the loop must go on
     loop = QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
