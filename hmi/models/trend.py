@@ -64,6 +64,8 @@ class TrendPen:
         self._version = 0  # bumped on every change; the joined arrays are cached per version
         self._joined: tuple[int, Array, Array] | None = None
         self._display: tuple[int, float, Array, Array] | None = None
+        self._rebuilt = 0  # bumped when the live buffer is rebuilt (a gap filled): reduced buckets are void
+        self._reduced: tuple[float, int, float, Array, Array] | None = None
 
     @property
     def label(self) -> str:
@@ -96,6 +98,7 @@ class TrendPen:
         merged_t, index = np.unique(merged_t, return_index=True)
         self.live.clear()
         self.live.extend(merged_t, merged_v[index])
+        self._rebuilt += 1
         self._changed()
 
     def joined(self) -> tuple[Array, Array]:
@@ -116,25 +119,45 @@ class TrendPen:
         """What the chart draws: `joined()`, with the live tail reduced to its max and min per
         `bucket_s` (about a pixel, buckets aligned to absolute time so they don't shimmer as the
         window slides) where it is denser than that; the newest sample stays the last point.
-        The history is at about one bucket per pixel already. numpy only, cached per version."""
+        The history is at about one bucket per pixel already. numpy only, cached per version;
+        complete buckets are kept, so a frame reduces only the samples since the last one."""
         cached = self._display
         if cached is not None and cached[0] == self._version and cached[1] == bucket_s:
             return cached[2], cached[3]
         t, y = self.joined()
         n_live = len(self.live)
         if bucket_s > 0 and n_live > 2:
-            lt, lv = t[len(t) - n_live : -1], y[len(y) - n_live : -1]  # the newest sample is kept as it is
-            buckets = np.floor(lt / bucket_s)
-            starts = np.flatnonzero(np.diff(buckets, prepend=-np.inf))
-            if len(starts) * 2 < len(lt):
-                hi, lo = np.maximum.reduceat(lv, starts), np.minimum.reduceat(lv, starts)
-                peak_t = np.repeat(lt[starts], 2)
-                peak_v = np.column_stack((hi, lo)).ravel()
-                head = len(t) - n_live
+            head = len(t) - n_live
+            lt, lv = t[head:-1], y[head:-1]  # the newest sample is kept as it is
+            if (lt[-1] - lt[0]) / bucket_s + 1 < len(lt) / 2:  # denser than two samples per pixel
+                peak_t, peak_v = self._reduce(lt, lv, bucket_s)
                 t = np.concatenate((t[:head], peak_t, t[-1:]))
                 y = np.concatenate((y[:head], peak_v, y[-1:]))
         self._display = (self._version, bucket_s, t, y)
         return t, y
+
+    def _reduce(self, lt: Array, lv: Array, bucket_s: float) -> tuple[Array, Array]:
+        """Max and min per bucket; the complete buckets of the last call are reused (dropping
+        those that left the ring buffer), only the samples from the last incomplete one are reduced."""
+        done = self._reduced
+        if done is None or done[0] != bucket_s or done[1] != self._rebuilt:
+            done = (bucket_s, self._rebuilt, -np.inf, EMPTY, EMPTY)
+        _, _, until, kept_t, kept_v = done
+        first = np.floor(lt[0] / bucket_s) * bucket_s
+        if len(kept_t) and kept_t[0] < first:  # buckets that left the buffer at its old end
+            drop = int(np.searchsorted(kept_t, first, side="left"))
+            kept_t, kept_v = kept_t[drop:], kept_v[drop:]
+        tail = int(np.searchsorted(lt, until, side="left"))
+        tail_t, tail_v = lt[tail:], lv[tail:]
+        buckets = np.floor(tail_t / bucket_s)
+        starts = np.flatnonzero(np.diff(buckets, prepend=-np.inf))
+        hi, lo = np.maximum.reduceat(tail_v, starts), np.minimum.reduceat(tail_v, starts)
+        new_t = np.repeat(buckets[starts] * bucket_s, 2)
+        new_v = np.column_stack((hi, lo)).ravel()
+        peak_t, peak_v = np.concatenate((kept_t, new_t)), np.concatenate((kept_v, new_v))
+        # every bucket but the newest is complete (samples arrive in time order): kept for the next call
+        self._reduced = (bucket_s, self._rebuilt, float(new_t[-1]), peak_t[:-2], peak_v[:-2])
+        return peak_t, peak_v
 
     def envelope(self) -> tuple[Array, Array, Array] | None:
         """Min/max per bucket where the history is decimated (spikes stay visible)."""

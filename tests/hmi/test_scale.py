@@ -228,3 +228,22 @@ def test_pens_added_one_by_one_keep_their_curves_and_removed_ones_go(app: QAppli
     assert set(view.curves) == {"a", "c"} and view.curves["a"] is kept
     assert len(view.legend.items) == 2
     view.close()
+
+
+def test_the_live_reduction_reuses_complete_buckets_and_matches_a_fresh_one() -> None:
+    rng = np.random.default_rng(3)
+    pen = TrendPen("n", "P/T", "bar", "#000", capacity=5_000)
+    fresh = TrendPen("m", "P/T", "bar", "#000", capacity=5_000)
+    t0 = 1_000_000.0
+    pen.add_live_many(np.arange(t0, t0 + 3000), rng.normal(size=3000))
+    for step in range(3000, 7000, 7):  # samples keep arriving; the buffer wraps after 5,000
+        t = np.arange(t0 + step, t0 + step + 7)
+        pen.add_live_many(t, rng.normal(size=7))
+        dt, dy = pen.display(4.0)
+        fresh.live.clear()
+        fresh.add_live_many(*pen.live.arrays())
+        ft, fy = fresh.display(4.0)
+        if step < 5000:  # before the buffer wraps: exactly what a fresh reduction gives
+            assert dt.tolist() == ft.tolist() and dy.tolist() == fy.tolist()
+        else:  # after it: the same except the oldest bucket, partly gone from the buffer (one pixel)
+            assert dt[2:].tolist() == ft[2:].tolist() and dy[2:].tolist() == fy[2:].tolist()
