@@ -225,23 +225,13 @@ def make_conditions(plant: Any, count: int, chattering: int, deadline_s: float) 
 
 
 async def live(url: str, pens: list[dict[str, Any]], minutes: float) -> dict[str, Any]:
-    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from bench.hmi_plant import ADMIN, PASSWORD, TENANT
-    from hmi.client.credentials import CredentialStore
-    from hmi.console import Console
-    from hmi.gc_guard import GuiThreadCollector
+    from bench.hmi_plant import ADMIN, PASSWORD, TENANT, open_console
     from hmi.views.login_dialog import LoginForm
-    from hmi.views.main_window import MainWindow
 
-    config = Path(os.environ.get("TMPDIR", "/tmp")) / f"hmi-frames-{os.getpid()}"
-    config.mkdir(exist_ok=True)
-    console = Console(config, CredentialStore(config, use_os_keyring=False))
-    window = MainWindow(console, QSettings(str(config / "console.ini"), QSettings.Format.IniFormat))
-    collector = GuiThreadCollector(parent=console)
-    window.resize(1600, 1000)
-    window.show()
+    console, window, collector = open_console("frames")
     to_console: list[float] = []
     pending_chart: list[float] = []  # newest sample times handled, waiting for a chart paint
     to_chart: list[float] = []

@@ -110,3 +110,23 @@ def busy_conditions(plant: RunningPlant, count: int) -> int:
             if api.post("/api/v1/alarms/conditions", json=body).status_code == 201:
                 made += 1
     return made
+
+
+def open_console(name: str) -> tuple[Any, Any, Any]:
+    """The console's main window as `iiot-hmi` builds it, with a throwaway config directory and
+    no OS keyring: (console, window, GUI-thread collector). Call it with a QApplication running."""
+    from PySide6.QtCore import QSettings
+
+    from hmi.client.credentials import CredentialStore
+    from hmi.console import Console
+    from hmi.gc_guard import GuiThreadCollector
+    from hmi.views.main_window import MainWindow
+
+    config = Path(os.environ.get("TMPDIR", "/tmp")) / f"hmi-{name}-{os.getpid()}"
+    config.mkdir(exist_ok=True)
+    console = Console(config, CredentialStore(config, use_os_keyring=False))
+    window = MainWindow(console, QSettings(str(config / "console.ini"), QSettings.Format.IniFormat))
+    collector = GuiThreadCollector(parent=console)
+    window.resize(1600, 1000)
+    window.show()
+    return console, window, collector

@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from bench.common import Row, percentile, publish  # noqa: E402
-from bench.hmi_plant import ADMIN, PASSWORD, TENANT, busy_conditions, start_plant, tags  # noqa: E402
+from bench.hmi_plant import ADMIN, PASSWORD, TENANT, busy_conditions, open_console, start_plant, tags  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -33,22 +33,12 @@ def rss_mb() -> float:
 
 
 async def soak(url: str, pens: list[dict[str, object]], minutes: float) -> dict[str, object]:
-    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from hmi.client.credentials import CredentialStore
-    from hmi.console import Console
-    from hmi.gc_guard import GuiThreadCollector
     from hmi.views.login_dialog import LoginForm
-    from hmi.views.main_window import MainWindow
 
-    config = Path(os.environ.get("TMPDIR", "/tmp")) / f"hmi-soak-{os.getpid()}"
-    config.mkdir(exist_ok=True)
-    console = Console(config, CredentialStore(config, use_os_keyring=False))
-    window = MainWindow(console, QSettings(str(config / "console.ini"), QSettings.Format.IniFormat))
-    collector = GuiThreadCollector(parent=console)
-    window.resize(1600, 1000)
-    window.show()
+    console, window, collector = open_console("soak")
     latencies: list[float] = []
     transitions = [0]
     on_values, on_event = console.on_values, console.on_event
