@@ -316,3 +316,18 @@ notify_deliveries = sa.Table(
     sqlite_autoincrement=True,
 )
 """Every delivery attempt and its outcome; also what dedup looks at after a restart."""
+
+user_settings = sa.Table(
+    "user_settings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("value", JsonDoc, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("tenant_id", "user_id", "key", name="uq_user_settings_tenant_user_key"),
+    sqlite_autoincrement=True,
+)
+"""A user's own documents (the console's saved trend sets, say), keyed by name: they follow the
+user from one workstation to the next."""
