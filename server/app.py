@@ -40,6 +40,7 @@ from server.services.commands import CommandService
 from server.services.connections import ConnectionService
 from server.services.history import HistoryService
 from server.services.namespace import NamespaceService
+from server.services.user_settings import UserSettingsService
 from server.storage.database import Database
 from server.storage.historian.postgres_store import PostgresSampleStore
 from server.storage.historian.reader import HistoryReader
@@ -51,6 +52,7 @@ from server.storage.repositories.connections import ConnectionRepository
 from server.storage.repositories.credentials import ApiKeyRepository, RefreshTokenRepository
 from server.storage.repositories.nodes import NodeRepository
 from server.storage.repositories.tenants import TenantRepository
+from server.storage.repositories.user_settings import UserSettingsRepository
 from server.storage.repositories.users import RoleRepository, UserRepository
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,7 @@ class Server:
         notify_repo = NotifyRepository(self.db)
         self.notifier = Notifier(notify_repo, users, self.alarm_engine, self.bus)
         self.ctx.notify = NotifyService(notify_repo, self.notifier, self.audit)
+        self.ctx.user_settings = UserSettingsService(UserSettingsRepository(self.db))
         self.adapters: list[Adapter] = build_adapters(self.ingest)
         self.api: FastAPI = create_api(self.ctx)
         self._stack = AsyncExitStack()

@@ -18,6 +18,7 @@ from server.api.routes import (
     commands,
     connections,
     data,
+    me,
     nodes,
     notifications,
     opcua,
@@ -51,6 +52,7 @@ def create_api(
         commands.router,
         alarms.router,
         notifications.router,
+        me.router,
     ):
         v1.include_router(router)
     app.include_router(v1)

@@ -23,6 +23,7 @@ from server.services.commands import CommandService
 from server.services.connections import ConnectionService
 from server.services.history import HistoryService
 from server.services.namespace import NamespaceService
+from server.services.user_settings import UserSettingsService
 from server.storage.database import Database
 from server.storage.historian.writer import HistorianWriter
 from server.storage.repositories.audit import AuditRepository
@@ -51,6 +52,7 @@ class ApiContext:
     alarms: AlarmService | None = None
     notify: NotifyService | None = None
     commands: CommandService | None = None
+    user_settings: UserSettingsService | None = None
     started_at: float = field(default_factory=time.monotonic)
     stream_clients: int = 0
 

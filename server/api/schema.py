@@ -214,6 +214,14 @@ class NodeOut(BaseModel):
     has_children: bool
 
 
+class NodeSearchOut(BaseModel):
+    """`GET /nodes/search`: matches by path; `truncated` when more matched than `limit`."""
+
+    query: str
+    nodes: list[NodeOut]
+    truncated: bool
+
+
 # -- telemetry, values, history ---------------------------------------------------------------
 class TelemetryItem(Body):
     device: str = Field(min_length=1, max_length=2000, description="node id or path of the device")
@@ -269,3 +277,22 @@ class StatusOut(BaseModel):
     historian_queue: int
     stream_clients: int
     uptime_s: float
+
+
+# -- the caller's own settings (/me/settings) ------------------------------------------------
+class UserSettingIn(Body):
+    value: Any = Field(description="any JSON document, at most 64 KiB as compact JSON")
+
+
+class UserSettingRename(Body):
+    to: str = Field(min_length=1, max_length=200, description="the new key")
+    overwrite: bool = Field(False, description="replace a document already stored under `to`")
+
+
+class UserSettingKey(BaseModel):
+    key: str
+    updated_at: float = Field(description="epoch seconds (UTC)")
+
+
+class UserSettingOut(UserSettingKey):
+    value: Any
