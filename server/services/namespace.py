@@ -35,6 +35,14 @@ class NamespaceService:
         who.require(Permission.NAMESPACE_READ)
         return await self.nodes.children(who.tenant_id, parent)
 
+    async def search(
+        self, who: Principal, text: str, limit: int, node_class: NodeClass | None = None
+    ) -> tuple[list[Node], bool]:
+        """Up to `limit` matches, and whether there were more."""
+        who.require(Permission.NAMESPACE_READ)
+        found = await self.nodes.search(who.tenant_id, text, limit=limit + 1, node_class=node_class)
+        return found[:limit], len(found) > limit
+
     async def get(self, who: Principal, ref: str) -> Node:
         who.require(Permission.NAMESPACE_READ)
         return await self.nodes.get(who.tenant_id, ref)

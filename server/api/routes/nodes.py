@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from server.api.deps import Caller, Ctx
-from server.api.schema import DeviceStatusUpdate, NodeCreate, NodeMove, NodeOut, NodeUpdate
+from server.api.schema import (
+    DeviceStatusUpdate,
+    NodeClassName,
+    NodeCreate,
+    NodeMove,
+    NodeOut,
+    NodeSearchOut,
+    NodeUpdate,
+)
 from server.domain.namespace import DataType, DeviceStatus, Node, NodeClass
 from server.domain.permissions import Permission
 from server.storage.repositories.nodes import NodeSpec
@@ -26,6 +34,20 @@ def node_out(node: Node) -> NodeOut:
 @router.get("/nodes", response_model=list[NodeOut], summary="Browse the children of a node (the root by default)")
 async def browse(who: Caller, ctx: Ctx, parent: str | None = Query(None, max_length=2000)) -> list[NodeOut]:
     return [node_out(n) for n in await ctx.namespace.browse(who, parent or None)]
+
+
+@router.get("/nodes/search", response_model=NodeSearchOut, summary="Find nodes by name or path, browsed or not")
+async def search(
+    who: Caller,
+    ctx: Ctx,
+    q: str = Query(min_length=1, max_length=200, description="case-insensitive substring of name or path"),
+    limit: int = Query(50, ge=1, le=500),
+    node_class: NodeClassName | None = None,
+) -> NodeSearchOut:
+    """Matches anywhere in the tenant's tree, names starting with `q` first, then by path; each
+    answer carries its `path` (and `parent_path`), so a client can expand the tree down to it."""
+    found, truncated = await ctx.namespace.search(who, q, limit, NodeClass(node_class) if node_class else None)
+    return NodeSearchOut(query=q, nodes=[node_out(n) for n in found], truncated=truncated)
 
 
 @router.post("/nodes", response_model=NodeOut, status_code=201)

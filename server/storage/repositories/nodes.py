@@ -119,6 +119,31 @@ class NodeRepository:
             rows = (await conn.execute(query)).all()
         return [_node(r, bool(r.kids)) for r in rows]
 
+    async def search(
+        self, tenant_id: int, text: str, *, limit: int = 50, node_class: NodeClass | None = None
+    ) -> list[Node]:
+        """Nodes whose browse name, display name or path holds `text`, case-insensitively (the
+        database's lower(): ASCII only on SQLite); names starting with it first, then by path."""
+        needle = text.lower()
+        child = nodes.alias("child")
+        kids = (
+            sa.select(sa.func.count())
+            .where(child.c.tenant_id == tenant_id, child.c.parent_id == nodes.c.id)
+            .scalar_subquery()
+        )
+        name, display, path = (sa.func.lower(c) for c in (nodes.c.browse_name, nodes.c.display_name, nodes.c.path))
+        query = sa.select(nodes, kids.label("kids")).where(
+            nodes.c.tenant_id == tenant_id,
+            sa.or_(*(c.contains(needle, autoescape=True) for c in (name, display, path))),
+        )
+        if node_class is not None:
+            query = query.where(nodes.c.node_class == node_class.value)
+        starts = sa.case((sa.or_(name.startswith(needle, autoescape=True),
+                                 display.startswith(needle, autoescape=True)), 0), else_=1)  # fmt: skip
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(query.order_by(starts, nodes.c.path).limit(limit))).all()
+        return [_node(r, bool(r.kids)) for r in rows]
+
     async def find(
         self, tenant_id: int, *, under: str | None = None, node_class: NodeClass | None = None, limit: int = 10_000
     ) -> list[Node]:
