@@ -262,6 +262,27 @@ class _Tag(resource.ObservableResource, resource.PathCapable):  # type: ignore[m
         return await self.adapter.get_tag(request)
 
 
+class _Router:
+    """The server's root: `POST /telemetry`, the hot path, goes straight to its resource;
+    everything else through aiocoap's `Site`. `Site` deep-copies every request's options to
+    strip the path it routed on (~17% of the server's loop under a telemetry load, measured
+    with py-spy); the telemetry resource never reads its path, so it gets the request as
+    received. Context asks its root only for `render_to_pipe` (aiocoap's `interfaces.Resource`)."""
+
+    def __init__(self, site: Any, telemetry: _Telemetry) -> None:
+        self.site, self.telemetry = site, telemetry
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        opt = pipe.request.opt
+        if opt.uri_path == _TELEMETRY_PATH and opt.uri_path_abbrev is None:
+            await self.telemetry.render_to_pipe(pipe)
+        else:
+            await self.site.render_to_pipe(pipe)
+
+
+_TELEMETRY_PATH = ("telemetry",)
+
+
 class CoapAdapter:
     """One aiocoap server context on `coap_host:coap_port` (UDP), started and stopped with the server."""
 
@@ -281,14 +302,15 @@ class CoapAdapter:
         self._watchers: dict[tuple[int, int], tuple[Node, set[Any]]] = {}
         """(tenant id, tag id) → the tag and the aiocoap observations of it."""
 
-    def site(self) -> Any:
+    def site(self) -> _Router:
         site = resource.Site()
-        site.add_resource(("telemetry",), _Telemetry(self))
+        telemetry = _Telemetry(self)
+        site.add_resource(_TELEMETRY_PATH, telemetry)  # still listed in discovery; routed by _Router
         site.add_resource(("devices",), _DeviceList(self))
         site.add_resource(("devices",), _Device(self))
         site.add_resource(("tags",), _Tag(self))
         site.add_resource((".well-known", "core"), resource.WKCResource(site.get_resources_as_linkheader, None))
-        return site
+        return _Router(site, telemetry)
 
     async def start(self) -> None:
         """Bind now; a port still taken (another server, a restart racing its predecessor) is
