@@ -8,7 +8,8 @@
 Each benchmark is also a module of its own with size flags (`python -m bench.<module> --help`):
 bench.writer_throughput, bench.trend_read, bench.ingest_latency (issue #2); bench.ingest_mqtt,
 bench.ingest_amqp, bench.ingest_coap, bench.ingest_opcua, bench.ingest_modbus (issue #3);
-bench.installers (issue #6: bundle sizes, build and start-up times). Before each
+bench.installers (issue #6: bundle sizes, build and start-up times); bench.analytics (issue #7:
+analytics endpoint latency on 30 days of 1 Hz history). Before each
 timed part a benchmark waits (up to 2 min) for other processes to leave the cores idle, and records
 whether they did.
 """
@@ -20,6 +21,7 @@ import shlex
 import time
 
 from bench import (
+    analytics,
     ingest_amqp,
     ingest_coap,
     ingest_latency,
@@ -41,6 +43,7 @@ BENCHES = {
     "opcua": ingest_opcua.main,
     "modbus": ingest_modbus.main,
     "installers": installers.main,
+    "analytics": analytics.main,
 }
 
 

@@ -18,6 +18,7 @@ from server.alarms.actions import ActionRunner
 from server.alarms.engine import AlarmEngine
 from server.alarms.repository import AlarmRepository
 from server.alarms.service import AlarmService
+from server.analytics.service import AnalyticsService
 from server.api.app import create_api
 from server.api.deps import ApiContext
 from server.bus import Bus
@@ -129,6 +130,7 @@ class Server:
         self.notifier = Notifier(notify_repo, users, self.alarm_engine, self.bus)
         self.ctx.notify = NotifyService(notify_repo, self.notifier, self.audit)
         self.ctx.user_settings = UserSettingsService(UserSettingsRepository(self.db))
+        self.ctx.analytics = AnalyticsService(self.history, self.store, self.writer.unmerged)
         self.adapters: list[Adapter] = build_adapters(self.ingest)
         self.api: FastAPI = create_api(self.ctx)
         self._stack = AsyncExitStack()

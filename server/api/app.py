@@ -14,6 +14,7 @@ from server.api.limits import BodyLimitMiddleware
 from server.api.routes import (
     admin,
     alarms,
+    analytics,
     auth,
     commands,
     connections,
@@ -47,6 +48,7 @@ def create_api(
         admin.router,
         nodes.router,
         data.router,
+        analytics.router,
         connections.router,
         opcua.router,
         commands.router,

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from server.alarms.service import AlarmService
+from server.analytics.service import AnalyticsService
 from server.bus import Bus
 from server.config import Settings
 from server.domain.errors import Unauthorized
@@ -53,6 +54,7 @@ class ApiContext:
     notify: NotifyService | None = None
     commands: CommandService | None = None
     user_settings: UserSettingsService | None = None
+    analytics: AnalyticsService | None = None
     started_at: float = field(default_factory=time.monotonic)
     stream_clients: int = 0
 

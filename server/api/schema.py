@@ -296,3 +296,114 @@ class UserSettingKey(BaseModel):
 
 class UserSettingOut(UserSettingKey):
     value: Any
+
+
+# -- analytics (/analytics/*) ----------------------------------------------------------------
+class Bounds(BaseModel):
+    """Where the exact value is guaranteed to lie when the figure is an estimate from rollups."""
+
+    low: float
+    high: float
+
+
+class AnalyticsBasis(BaseModel):
+    """What a figure was computed from: raw samples, or rollup buckets of `resolution_s`."""
+
+    node_id: str
+    path: str
+    unit: str | None
+    start: float
+    end: float
+    source: Literal["raw", "rollup"]
+    resolution_s: float | None = Field(description="bucket width when source is rollup")
+    samples: int = Field(description="samples behind the figures (Bad quality left out)")
+    points: int = Field(description="what the maths ran on: samples, or buckets")
+    approximate: list[str] = Field(default_factory=list, description="figures that are estimates (see `bounds`)")
+    bounds: dict[str, Bounds] = Field(default_factory=dict)
+
+
+class SeriesOut(BaseModel):
+    """Columnar like HistoryOut; decimated points are bucket means, averaged weighted by `samples`."""
+
+    node_id: str
+    path: str
+    unit: str | None
+    start: float
+    end: float
+    mode: Literal["raw", "decimated"]
+    resolution_s: float | None
+    count: int
+    window: int | None = Field(description="moving-average window in points (buckets when decimated)")
+    window_s: float | None = Field(description="moving-average window in seconds, trailing (t - window_s, t]")
+    t: list[float]
+    value: list[float]
+    samples: list[int] | None = None
+    moving_average: list[float | None]
+    rate_per_min: list[float | None]
+
+
+class StatisticsOut(AnalyticsBasis):
+    count: int
+    mean: float
+    median: float
+    std: float = Field(description="sample standard deviation (n - 1)")
+    variance: float
+    min: float
+    max: float
+    range: float
+    percentiles: dict[str, float] = Field(description="p25, p50, p75, p95 (linear interpolation)")
+    cv: float | None = Field(description="std / mean; null when the mean is 0")
+    iqr: float
+
+
+class TrendOut(AnalyticsBasis):
+    slope_per_s: float
+    slope_per_hour: float
+    r2: float
+    direction: Literal["increasing", "decreasing", "stable"]
+    threshold_per_hour: float = Field(description="|slope| per hour at or below which the trend is stable")
+    threshold_source: Literal["given", "relative"]
+    t0: float = Field(description="time of the first sample; intercept is the fitted value there")
+    intercept: float
+    fitted_end: float = Field(description="the fitted value at the last sample")
+
+
+class CorrelationOut(BaseModel):
+    node_id: str
+    path: str
+    other_node_id: str
+    other_path: str
+    start: float
+    end: float
+    source: Literal["raw", "rollup"]
+    resolution_s: float | None
+    r: float
+    p_value: float = Field(description="two-sided, no-correlation null hypothesis")
+    n: int = Field(description="aligned pairs the coefficient is computed on")
+    strength: Literal["very weak", "weak", "moderate", "strong", "very strong"]
+    direction: Literal["positive", "negative", "none"]
+    step_s: float
+    tolerance_s: float
+    grid_points: int
+
+
+class ForecastSelection(BaseModel):
+    holdout: int = Field(description="steps held out to compare the methods (0: no comparison)")
+    holdout_rmse: dict[str, float]
+    not_applicable: dict[str, str]
+
+
+class ForecastOut(AnalyticsBasis):
+    method: Literal["linear", "holt_winters"]
+    step_s: float
+    horizon: int
+    confidence: float = Field(description="percent")
+    t: list[float]
+    value: list[float]
+    lower: list[float]
+    upper: list[float]
+    rmse: float = Field(description="in-sample: sqrt(SSE / n)")
+    r2: float
+    n: int
+    params: dict[str, float]
+    selection: ForecastSelection

@@ -200,6 +200,12 @@ ROUTES: list[Row] = [
     ("GET", "/api/v1/values", {"node": ["{own_tag}", "{tag2}"]}, None),
     ("GET", "/api/v1/values", {"under": "{folder}"}, None),
     ("GET", "/api/v1/values", {"under": "{device}"}, None),
+    ("GET", "/api/v1/analytics/series", {"node": "{tag}"}, None),
+    ("GET", "/api/v1/analytics/statistics", {"node": "{tag}"}, None),
+    ("GET", "/api/v1/analytics/trend", {"node": "{tag}", "source": "raw"}, None),
+    ("GET", "/api/v1/analytics/correlation", {"node": "{tag}", "other": "{tag2}"}, None),
+    ("GET", "/api/v1/analytics/correlation", {"node": "{own_tag}", "other": "{tag}"}, None),
+    ("GET", "/api/v1/analytics/forecast", {"node": "{tag}", "method": "linear"}, None),
 ]
 
 
