@@ -20,7 +20,7 @@ from server.analytics.distributions import t_sf
 from server.analytics.errors import NotEnoughData, UndefinedResult
 
 MIN_PAIRS = 3
-MAX_GRID = 2_000_000
+MAX_GRID = 5_000_000
 """Grid points per request; a finer step over a long range is refused, not silently coarsened."""
 
 Strength = Literal["very weak", "weak", "moderate", "strong", "very strong"]
