@@ -290,9 +290,9 @@ class AnalyticsService:
     ) -> CorrelationResult:  # fmt: skip
         validate_range(start, end)
         node_a, node_b = await self.tag(who, ref), await self.tag(who, other, "other")
-        if source == "auto":
+        if source == "auto":  # two tags share one raw budget: reading is most of the time
             guesses = [await self.estimate(n.id, start, end) for n in (node_a, node_b)]
-            source = "raw" if max(guesses) <= RAW_LIMIT else "rollup"
+            source = "raw" if sum(guesses) <= RAW_LIMIT else "rollup"
         if source == "rollup" and step_s is not None:
             raise InvalidInput("step_s applies to raw samples; on rollups the grid is the bucket width "
                                "(use source=raw to choose the step)", field="step_s")  # fmt: skip
