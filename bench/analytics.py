@@ -249,10 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         "`HistorianWriter` (rollups merged by `stop()`), then the real server in its own process. Measured: "
         f"GET /api/v1/analytics/<endpoint> end to end from an httpx client on the same machine, median of {a.repeat} "
         "warm requests (the client's own CPU, a few ms, is included). 1 d holds 86,400 samples, under the 100,000 "
-        "that `source=auto` computes on raw samples; the whole range is computed on rollups (statistics, trend and "
-        "correlation on the finest tier with at most 50,000 buckets, forecasts on a step from the ladder of "
-        "divisors of a day with at most `max_points` = 1000 points). Baseline: the raw historian read of the same "
-        f"range (`SampleStore.read_raw` of Flow), median of {a.raw_repeat}. Ratio = endpoint ÷ raw read.",
+        "that `source=auto` computes on raw samples (correlation: both tags together), else rollups (statistics and "
+        "trend on the finest tier with at most 50,000 buckets, correlation at most 10,000 per tag, forecasts on a "
+        "step from the ladder of divisors of a day with at most `max_points` = 1000 points). Baseline: the raw "
+        f"historian read of the same range (`SampleStore.read_raw` of Flow), median of {a.raw_repeat}. "
+        "Ratio = endpoint ÷ raw read.",
         "Exact maths in numpy on the whole range's samples already in memory (no I/O, one run): "
         + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in in_memory.items())
         + f" ({a.days * DAY:,} samples; correlation aligns both tags on a 1 s grid).",

@@ -43,6 +43,9 @@ MAX_BUCKETS = 50_000
 """Rollup input uses the finest tier giving at most this many buckets (30 days: the 60 s tier)."""
 CORRELATION_BUCKETS = 10_000
 """Correlation on rollups aligns bucket means on a coarser grid (30 days: 600 s), reading two tags."""
+RAW_SLICE = 50_000
+"""Larger raw reads go in time slices of about this many samples: on PostgreSQL the rows are
+decoded on the event loop, so one slice holds the loop for ~0.1 s, not a whole read for seconds."""
 THREAD_POINTS = 20_000
 """Above this many points the numpy work leaves the event loop for a worker thread."""
 DAY_S = 86_400
@@ -178,13 +181,34 @@ class AnalyticsService:
                 stored = rollup.merge([stored, fresh])
         return stored
 
-    async def raw(self, tag_id: int, start: float, end: float, limit: int = RAW_MAX) -> Samples | None:
+    async def raw(
+        self, tag_id: int, start: float, end: float, limit: int = RAW_MAX, *, sliced: bool = True
+    ) -> Samples | None:
         """Raw samples without Bad ones (as rollups count them); None when more than `limit`."""
-        r = await self.store.read_raw(tag_id, start, end, limit + 1)
-        if len(r) > limit:
-            return None
-        keep = r.quality != int(Quality.BAD)
-        return Samples(r.ts[keep], r.value[keep])
+        spans = await self._slices(tag_id, start, end) if sliced else [(start, end)]
+        ts, values, total = [], [], 0
+        for a, b in spans:
+            r = await self.store.read_raw(tag_id, a, b, limit - total + 1)
+            total += len(r)
+            if total > limit:
+                return None
+            keep = r.quality != int(Quality.BAD)
+            ts.append(r.ts[keep])
+            values.append(r.value[keep])
+        if len(ts) == 1:
+            return Samples(ts[0], values[0])
+        return Samples(np.concatenate(ts), np.concatenate(values))
+
+    async def _slices(self, tag_id: int, start: float, end: float) -> list[tuple[float, float]]:
+        """[start, end) cut at bucket starts into spans of about RAW_SLICE samples each."""
+        r = await self._rollup(tag_id, tier_for(end - start, 2000), start, end)
+        if int(r.count.sum()) <= RAW_SLICE:
+            return [(start, end)]
+        order = np.argsort(r.bucket)
+        bucket, cum = r.bucket[order], np.cumsum(r.count[order])
+        cuts = [float(bucket[i]) for i in np.flatnonzero(np.diff(cum // RAW_SLICE) > 0) + 1]
+        edges = [start, *(c for c in cuts if start < c < end), end]
+        return list(zip(edges[:-1], edges[1:], strict=True))
 
     async def buckets(self, tag_id: int, start: float, end: float, width: int) -> Buckets:
         """Buckets of `width` holding exactly the samples of [start, end): whole buckets from the
@@ -197,7 +221,7 @@ class AnalyticsService:
             parts.append(rollup.merge(await self._rollup(tag_id, tier, lo, hi), width))
         for a, b in raw_spans:
             if b > a:
-                s = await self.raw(tag_id, a, b)
+                s = await self.raw(tag_id, a, b, sliced=False)
                 if s is None:
                     raise InvalidInput(f"more than {RAW_MAX:,} samples within one {width} s bucket", field="start")
                 parts.append(rollup.aggregate(np.zeros(len(s), np.int64), s.ts, s.value, width))
