@@ -408,8 +408,9 @@ def main(argv: list[str] | None = None) -> int:
             f"live: 4 simulated devices at 1 s, {made:,} limit conditions created through the API in {took:.0f} s "
             f"({a.chattering:,} chattering at the tag's value, the rest standing); console logged in afterwards "
             f"(login + first summary of {r['rows_at_login']:,} rows: {r['login_s']:.1f} s, longest GUI block during it "
-            f"{r['login_block'] * 1000:.0f} ms: GET /alarms parsed, the alarms built and sorted once), main window "
-            f"1600×1000 offscreen, {r['pens']} pens at the 1 h preset; server and simulator as subprocesses on the "
+            f"{r['login_block'] * 1000:.0f} ms; GET /alarms and the conditions decoded and built in slices, the "
+            f"summary swapped in and sorted once), main window 1600×1000 offscreen, {r['pens']} pens at the 1 h "
+            "preset; server and simulator as subprocesses on the "
             "same 2 cores",
             f"the chart in the live run (main window, 20 pens, the 1 h preset): {len(r['redraws'])} redraws, p50 / p99 "
             f"{percentile(r['redraws'], 50):.1f} / {percentile(r['redraws'], 99):.1f} ms; {len(r['paints'])} paints "

@@ -127,6 +127,7 @@ def open_console(name: str) -> tuple[Any, Any, Any]:
     console = Console(config, CredentialStore(config, use_os_keyring=False))
     window = MainWindow(console, QSettings(str(config / "console.ini"), QSettings.Format.IniFormat))
     collector = GuiThreadCollector(parent=console)
+    collector.freeze()  # as hmi/shell.py does
     window.resize(1600, 1000)
     window.show()
     return console, window, collector

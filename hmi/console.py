@@ -13,18 +13,22 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from hmi.client import Api, ApiError, LinkState, LiveStream, ServerUnreachable, Session, Update
+from hmi.client import Api, ApiError, AuthError, LinkState, LiveStream, ServerUnreachable, Session, Update
 from hmi.client.backoff import Backoff
 from hmi.client.credentials import CredentialStore
-from hmi.models.alarms import AlarmStore
+from hmi.client.slices import Slicer
+from hmi.models.alarms import AlarmSnapshot, AlarmStore
 from hmi.models.live_values import LiveValues
 from hmi.models.qt_namespace import NamespaceModel
 from hmi.models.trend import History, TrendModel, TrendPen
+from hmi.models.trend_sets import PREFIX, TrendSet, key_of, name_of
 from hmi.qt_async import async_slot
 from hmi.views.login_dialog import LoginForm
-from server.api.schema import Me, NodeOut, TokenResponse
+from server.api.schema import Me, NodeOut, NodeSearchOut, TokenResponse
 
 log = logging.getLogger(__name__)
+STREAM_WAIT_S = 3.0
+"""How long a login waits for the stream before it reads the alarm summary anyway."""
 
 
 class Console(QObject):
@@ -52,6 +56,8 @@ class Console(QObject):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_again = False
+        self._stream_up: asyncio.Event | None = None  # set at the stream's first answer of a session
+        self._summary_unsynced = False  # the first summary was loaded before the stream carried events
 
     # -- session --------------------------------------------------------------------------
     async def login(self, form: LoginForm) -> None:
@@ -88,9 +94,15 @@ class Console(QObject):
         if session.tokens is not None:
             self._tokens_changed(session.tokens)
         self.stream = LiveStream(session, self, self.backoff)
+        self._stream_up = asyncio.Event()
         self.stream.start()
         self.logged_in.emit(session.me)
         self.namespace.fetchMore(self.namespace.index(-1, -1))
+        # The summary is read once the stream carries alarm events, so none falls between the two
+        # (events during the read are applied again after it); a slow stream gets a second read.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stream_up.wait(), STREAM_WAIT_S)
+        self._summary_unsynced = self.link_state is not LinkState.CONNECTED
         await self.reload_alarms()
 
     def _tokens_changed(self, tokens: TokenResponse) -> None:
@@ -113,9 +125,11 @@ class Console(QObject):
             await session.logout()
             await session.aclose()
         self.namespace.clear()
+        if self._reload_task is not None:
+            self._reload_task.cancel()
+        self.alarms.cancel_reloads()
         self.alarms.replace_all([])
-        for pen in list(self.trend.pens):
-            self.trend.remove_pen(pen.node_id)
+        self.clear_trend()
         self.logged_out.emit()
 
     async def close(self) -> None:
@@ -151,10 +165,15 @@ class Console(QObject):
         """Connected: values are current again, and what the outage hid is fetched. Otherwise stale."""
         self.link_state = state
         self.values.set_stale(state is not LinkState.CONNECTED)
+        first = self._stream_up is not None and not self._stream_up.is_set()
+        if state in (LinkState.CONNECTED, LinkState.AUTH_FAILED) and self._stream_up is not None:
+            self._stream_up.set()
         if state is LinkState.CONNECTED:
             self.link_changed.emit(state, "")
             if lost_at is not None:
                 self._spawn(self._after_outage(lost_at))
+            elif first and self._summary_unsynced:
+                self.reload_alarms_soon()
         elif state is LinkState.AUTH_FAILED:
             self.link_changed.emit(state, f"Session ended: {detail}. Log in again.")
         elif state is not LinkState.CLOSED:
@@ -202,6 +221,26 @@ class Console(QObject):
         for parent in self.namespace.loaded_parents():
             await self.browse(parent)
 
+    async def search_nodes(self, text: str, limit: int = 50) -> NodeSearchOut:
+        """Nodes anywhere in the tree, browsed or not (`GET /nodes/search`)."""
+        if self.api is None:
+            raise AuthError(401, "not logged in")
+        return await self.api.search_nodes(text, limit)
+
+    async def load_path(self, path: str) -> str | None:
+        """Browse the branches down to `path` that are not loaded yet, root first; the node's id,
+        or None when it is not (any more) in the tree."""
+        parent: str | None = None
+        segments = path.split("/")  # browse names hold no '/'
+        for depth in range(1, len(segments) + 1):
+            if not self.namespace.is_fetched(parent):
+                await self.browse(parent)
+            node_id = self.namespace.child_with_path(parent, "/".join(segments[:depth]))
+            if node_id is None:
+                return None
+            parent = node_id
+        return parent
+
     # -- trends ---------------------------------------------------------------------------
     async def add_to_trend(self, tags: list[NodeOut] | list[dict[str, Any]]) -> list[TrendPen]:
         """Add pens, subscribe to them and fetch their history for the visible range."""
@@ -217,6 +256,10 @@ class Console(QObject):
         for pen in added:
             await self.fetch_history(pen, self.trend.view_start, end, 2000)
         return added
+
+    def clear_trend(self) -> None:
+        for pen in list(self.trend.pens):
+            self.trend.remove_pen(pen.node_id)
 
     async def fetch_history(self, pen: TrendPen, start: float, end: float, max_points: int) -> None:
         if self.api is None:
@@ -244,10 +287,22 @@ class Console(QObject):
             await self.reload_alarms()
 
     async def reload_alarms(self) -> None:
+        """The whole summary again. 10,000 alarms are parsed and built in slices of a few
+        milliseconds (the GUI runs between them) and swapped in at once; stream events that arrive
+        meanwhile are applied again afterwards when they are newer than the answer."""
         if self.api is None or not self.can("alarms.read"):
             return
-        with contextlib.suppress(ApiError, ServerUnreachable):
-            self.alarms.replace_all(await self.api.alarms())
+        token = self.alarms.begin_reload()
+        snapshot: AlarmSnapshot | None = None
+        try:
+            built, slicer = AlarmSnapshot(), Slicer()
+            async for item in self.api.alarm_items(slicer):
+                built.add(item)
+            snapshot = built
+        except (ApiError, ServerUnreachable, ValueError) as exc:
+            log.warning("alarm summary not loaded: %s", exc)
+        finally:
+            self.alarms.finish_reload(token, snapshot)
 
     async def acknowledge(self, ids: list[int], comment: str | None) -> int:
         """The stream brings the acknowledged alarms' events; reloading 10,000 alarms after every
@@ -279,5 +334,29 @@ class Console(QObject):
         await self.api.command(device, command, args)
 
     async def conditions(self) -> list[dict[str, Any]]:
+        """Every alarm condition (10,000 in a big plant), decoded in slices like the alarm summary."""
         assert self.api is not None
-        return await self.api.conditions()
+        return [item async for item in self.api.condition_items(Slicer())]
+
+    # -- saved trend sets (the user's own settings on the server) ------------------------
+    async def trend_set_names(self) -> list[str]:
+        assert self.api is not None
+        return [name_of(k.key) for k in await self.api.setting_keys(PREFIX)]
+
+    async def load_trend_set(self, name: str) -> TrendSet:
+        """BadTrendSet when the stored document is not one this console reads."""
+        assert self.api is not None
+        return TrendSet.from_doc(name, (await self.api.setting(key_of(name))).value)
+
+    async def save_trend_set(self, trend_set: TrendSet, overwrite: bool) -> None:
+        """ApiError 409 when the name is taken and `overwrite` is False."""
+        assert self.api is not None
+        await self.api.put_setting(key_of(trend_set.name), trend_set.to_doc(), overwrite=overwrite)
+
+    async def rename_trend_set(self, name: str, new_name: str, overwrite: bool = False) -> None:
+        assert self.api is not None
+        await self.api.rename_setting(key_of(name), key_of(new_name), overwrite=overwrite)
+
+    async def delete_trend_set(self, name: str) -> None:
+        assert self.api is not None
+        await self.api.delete_setting(key_of(name))

@@ -50,6 +50,7 @@ class Shell:
         )
         apply_style(app)
         self.collector = GuiThreadCollector(parent=self.console)
+        self.collector.freeze()  # start-up's objects live as long as the process
         self.console.logged_out.connect(self._ask_login)
 
     def login_dialog(self) -> LoginDialog:

@@ -92,6 +92,30 @@ class AlarmFilter:
         return not self.states or alarm.state in self.states
 
 
+class AlarmSnapshot:
+    """A summary being built from `GET /alarms`, one alarm at a time (the console builds 10,000 in
+    short slices between which the GUI runs), then swapped into the store in one cheap step."""
+
+    def __init__(self) -> None:
+        self.alarms: dict[int, Alarm] = {}
+        self.by_source: dict[str, set[int]] = {}
+        self.unacked = 0
+
+    def add(self, item: dict[str, Any]) -> None:
+        alarm = Alarm.from_api(item)
+        if alarm.state not in ANNUNCIATED:
+            return
+        before = self.alarms.get(alarm.id)
+        if before is not None:  # the same id twice: the later one counts
+            self.unacked -= before.unacked
+            if before.source:
+                self.by_source[before.source].discard(before.id)
+        self.alarms[alarm.id] = alarm
+        self.unacked += alarm.unacked
+        if alarm.source:
+            self.by_source.setdefault(alarm.source, set()).add(alarm.id)
+
+
 class AlarmStore:
     """Alarms on the summary (annunciated states only); `changed` fires after every change."""
 
@@ -104,19 +128,54 @@ class AlarmStore:
         self._newest: Alarm | None = None  # the newest unacknowledged alarm, when known
         self._newest_known = True
         self._by_source: dict[str, set[int]] = {}
+        self._reloads: list[list[dict[str, Any]]] = []  # events seen while each reload is under way
 
     def replace_all(self, items: list[dict[str, Any]]) -> None:
-        self.alarms = {a.id: a for a in map(Alarm.from_api, items) if a.state in ANNUNCIATED}
-        self._unacked = sum(a.unacked for a in self.alarms.values())
+        snapshot = AlarmSnapshot()
+        for item in items:
+            snapshot.add(item)
+        self.swap(snapshot)
+
+    def swap(self, snapshot: AlarmSnapshot) -> None:
+        """Make a built snapshot the summary: no per-alarm work here."""
+        self.alarms, self._by_source, self._unacked = snapshot.alarms, snapshot.by_source, snapshot.unacked
         self._newest_known = False
-        self._by_source = {}
-        for alarm in self.alarms.values():
-            if alarm.source:
-                self._by_source.setdefault(alarm.source, set()).add(alarm.id)
         self.changed.emit(RESET)
+
+    def begin_reload(self) -> object:
+        """A reload starts (its answer may be older than events that arrive meanwhile): from now
+        on alarm events are kept for `finish_reload`, which applies those newer than the answer."""
+        seen: list[dict[str, Any]] = []
+        self._reloads.append(seen)
+        return seen
+
+    def cancel_reloads(self) -> None:
+        """Reloads under way will not be swapped in (logged out: they are another session's)."""
+        self._reloads.clear()
+
+    def finish_reload(self, token: object, snapshot: AlarmSnapshot | None) -> None:
+        """Swap in the reload's snapshot (None: the reload failed, keep what is shown), then apply
+        again the newest event of each alarm seen meanwhile unless the snapshot is newer."""
+        seen = next((r for r in self._reloads if r is token), None)
+        if seen is None:
+            return
+        self._reloads.remove(seen)
+        if snapshot is None:
+            return
+        self.swap(snapshot)
+        newest = {int(e["id"]): e for e in seen}
+        for alarm_id, event in newest.items():
+            known = self.alarms.get(alarm_id)
+            if known is None or float(event.get("changed_at") or 0.0) >= known.changed_at:
+                self._apply(event, announce=False)  # announced when it arrived
 
     def apply_event(self, event: dict[str, Any]) -> None:
         """An alarm event from the stream: the alarm as the API shows it after the transition."""
+        for seen in self._reloads:
+            seen.append(event)
+        self._apply(event, announce=True)
+
+    def _apply(self, event: dict[str, Any], announce: bool) -> None:
         alarm = Alarm.from_api(event)
         before = self.alarms.get(alarm.id)
         if before is not None:
@@ -126,7 +185,7 @@ class AlarmStore:
             self._remember(alarm)
         else:
             self.alarms.pop(alarm.id, None)
-        if alarm.unacked and (before is None or not before.unacked or event.get("event") == "escalated"):
+        if announce and alarm.unacked and (before is None or not before.unacked or event.get("event") == "escalated"):
             self.raised.emit(alarm)
         sources = {a.source for a in (before, alarm) if a is not None and a.source}
         self.changed.emit(AlarmChange(frozenset({alarm.id}), frozenset(sources)))

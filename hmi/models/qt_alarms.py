@@ -63,6 +63,12 @@ class AlarmTableModel(QAbstractTableModel):
         if not self._pending.isActive():
             self._pending.start()
 
+    def flush(self) -> None:
+        """Apply the changes collected for the next tick now (before acting on the rows shown)."""
+        if self._pending.isActive():
+            self._pending.stop()
+            self._apply()
+
     def _load(self) -> None:
         self.rows = self.store.visible()
         self._keys = [a.row_key() for a in self.rows]

@@ -24,6 +24,18 @@ NODE_ROLE = Qt.ItemDataRole.UserRole + 2
 Index = QModelIndex | QPersistentModelIndex
 
 
+def nodes_mime(nodes: list[NodeOut]) -> QMimeData:
+    """What a drag of nodes carries (the tree's and the search results'): the tags among them as
+    JSON, node id, path and unit each, the trend's drop turns them into pens."""
+    seen: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        if node.node_class == "tag":
+            seen[node.node_id] = {"node_id": node.node_id, "path": node.path, "unit": node.unit}
+    mime = QMimeData()
+    mime.setData(MIME_NODES, json.dumps(list(seen.values())).encode())
+    return mime
+
+
 class _Item:
     __slots__ = ("children", "fetched", "fetching", "node", "parent")
 
@@ -151,6 +163,18 @@ class NamespaceModel(QAbstractItemModel):
         item = self._by_id.get(node_id)
         return item.node if item else None
 
+    def is_fetched(self, parent_id: str | None) -> bool:
+        """Whether the children of this node (None: the roots) are loaded."""
+        item = self._root if parent_id is None else self._by_id.get(parent_id)
+        return item is not None and item.fetched
+
+    def child_with_path(self, parent_id: str | None, path: str) -> str | None:
+        """The node id of the loaded child of `parent_id` (None: a root) at `path`."""
+        item = self._root if parent_id is None else self._by_id.get(parent_id)
+        if item is None:
+            return None
+        return next((c.node.node_id for c in item.children if c.node is not None and c.node.path == path), None)
+
     def index_of(self, node_id: str) -> QModelIndex:
         item = self._by_id.get(node_id)
         return self._index_of(item) if item else QModelIndex()
@@ -238,14 +262,7 @@ class NamespaceModel(QAbstractItemModel):
 
     def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:  # type: ignore[override]  # noqa: N802
         """Tags as JSON (node id, path, unit): what the trend needs to add a pen."""
-        seen: dict[str, dict[str, Any]] = {}
-        for index in indexes:
-            node = self._item(index).node
-            if node is not None and node.node_class == "tag":
-                seen[node.node_id] = {"node_id": node.node_id, "path": node.path, "unit": node.unit}
-        mime = QMimeData()
-        mime.setData(MIME_NODES, json.dumps(list(seen.values())).encode())
-        return mime
+        return nodes_mime([node for index in indexes if (node := self._item(index).node) is not None])
 
     # -- live updates -----------------------------------------------------------------------
     def _values_changed(self, node_ids: set[str]) -> None:

@@ -31,8 +31,10 @@ from hmi.qt_async import async_slot
 
 FetchJournal = Callable[..., Awaitable[list[dict[str, Any]]]]
 COLUMNS = ["time", "name", "source", "event", "from_state", "to_state", "priority", "value", "user", "comment"]
-EVENTS = ["", "activated", "acknowledged", "cleared", "escalated", "shelved", "unshelved", "suppressed",
-          "commented", "reset"]  # fmt: skip
+EVENTS = ["", "activated", "acknowledged", "cleared", "escalated", "level_changed", "latched", "condition_returned",
+          "reset", "shelved", "unshelved", "suppressed", "unsuppressed", "out_of_service", "in_service", "commented",
+          "disabled", "action"]  # fmt: skip
+"""Every journal event of docs/alarms.md; `action` is the outcome of a condition's action (no state change)."""
 
 
 class AlarmJournal(QWidget):

@@ -165,7 +165,9 @@ class AlarmSummary(QWidget):
 
     @async_slot()
     async def acknowledge_visible(self) -> None:
-        """Exactly what the operator sees (the console's filters), not a server-side guess."""
+        """Exactly what the operator sees (the console's filters), not a server-side guess; a filter
+        changed a moment ago counts even if the table's next tick has not shown it yet."""
+        self.model.flush()
         await self._acknowledge([a.id for a in self.model.rows if a.unacked])
 
     async def _acknowledge(self, ids: list[int]) -> None:

@@ -14,6 +14,7 @@ from hmi import __version__
 from hmi.client import LinkState
 from hmi.console import Console
 from hmi.models.alarms import Alarm
+from hmi.models.trend_sets import TrendSet
 from hmi.qt_async import async_slot
 from hmi.views.alarm_journal import AlarmJournal
 from hmi.views.alarm_summary import AlarmSummary
@@ -22,6 +23,7 @@ from hmi.views.config_panel import ConfigPanel
 from hmi.views.faceplate import Faceplate
 from hmi.views.kpi_panel import KpiPanel
 from hmi.views.namespace_view import NamespaceView
+from hmi.views.trend_sets import TrendSetMenu
 from hmi.views.trend_view import TrendView
 from server.api.schema import Me, NodeOut
 
@@ -45,7 +47,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner)
         layout.addWidget(self.trend, 1)
         self.setCentralWidget(central)
-        self.tree = NamespaceView(console.namespace)
+        self.tree = NamespaceView(console.namespace, console.search_nodes, console.load_path)
         self.tree.add_to_trend.connect(self._add_pens)
         self.faceplate = Faceplate(console.values, console.send_command)
         self.tree.node_selected.connect(self.faceplate.show_node)
@@ -72,6 +74,9 @@ class MainWindow(QMainWindow):
         self.who = QLabel("not logged in")
         self.who.setObjectName("who")
         self.link = QLabel("")
+        self.trend_set_label = QLabel("")
+        self.trend_set_label.setObjectName("trendSet")
+        self.statusBar().addPermanentWidget(self.trend_set_label)
         self.statusBar().addPermanentWidget(self.link)
         self.statusBar().addPermanentWidget(self.who)
         self._build_menus()
@@ -84,6 +89,7 @@ class MainWindow(QMainWindow):
         self.silenced = False
         self._beeped = 0.0
         self.resize(1400, 860)
+        self._default_state = self.saveState(LAYOUT_VERSION)  # for a user who has saved no layout
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -110,6 +116,15 @@ class MainWindow(QMainWindow):
         find = QAction("Find in plant tree", self, shortcut=QKeySequence(QKeySequence.StandardKey.Find))
         find.triggered.connect(self.focus_filter)
         view.addAction(find)
+        search = QAction("Search the whole plant", self, shortcut=QKeySequence("Ctrl+Shift+F"))
+        search.triggered.connect(self.focus_search)
+        view.addAction(search)
+        self.trend_sets = TrendSetMenu(self.console, self._capture_trend_set, self._apply_trend_set, self)
+        self.trend_sets.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        self.trend_sets.current_changed.connect(
+            lambda name: self.trend_set_label.setText(f"Trend set: {name}" if name else "")
+        )
+        self.menuBar().addMenu(self.trend_sets)
         alarms = self.menuBar().addMenu("&Alarms")
         self.ack_action = QAction("Acknowledge selected", self, shortcut=QKeySequence("F9"))
         self.ack_action.triggered.connect(self.alarm_summary.acknowledge_selected)
@@ -126,6 +141,11 @@ class MainWindow(QMainWindow):
     def focus_filter(self) -> None:
         self.focus_dock("tree")
         self.tree.filter.setFocus()
+
+    def focus_search(self) -> None:
+        self.focus_dock("tree")
+        self.tree.search.box.setFocus()
+        self.tree.search.box.selectAll()
 
     def focus_dock(self, key: str) -> None:
         dock = self.docks[key]
@@ -165,10 +185,14 @@ class MainWindow(QMainWindow):
             self.config.refresh()
         if "alarms.read" in me.permissions:
             self.kpis.refresh()
+        self.trend_sets.set_enabled(True)
+        self.trend_sets.refresh()
 
     def _logged_out(self) -> None:
         self.who.setText("not logged in")
         self.apply_permissions(None)
+        self.trend_sets.forget()
+        self.tree.search.box.clear()
         self.banner.show_link_problem(None)
 
     def _link_changed(self, state: LinkState, text: str) -> None:
@@ -197,10 +221,26 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if isinstance(state, QByteArray):
             self.restoreState(state, LAYOUT_VERSION)
+        else:  # not the previous user's arrangement: the default one
+            self.restoreState(self._default_state, LAYOUT_VERSION)
+            self._default_sizes()
         self.apply_permissions(self.console.me)  # a saved layout must not reveal a hidden dock
         pens = self.settings.value(f"{self._layout_key}/pens")
         if isinstance(pens, list) and pens:
             self._add_pens([{"node_id": p[0], "path": p[1], "unit": p[2] or None} for p in pens if len(p) == 3])
+
+    # -- saved trend sets -------------------------------------------------------------------
+    def _capture_trend_set(self, name: str) -> TrendSet:
+        return TrendSet.capture(name, self.console.trend, self.trend.axes_state())
+
+    async def _apply_trend_set(self, trend_set: TrendSet) -> None:
+        """Exactly the saved pens (in their order, so in their colours), time and y axes."""
+        self.console.clear_trend()
+        self.trend.show_time(trend_set.span_s, trend_set.follow, trend_set.start, trend_set.end)
+        await self.console.add_to_trend([p.as_tag() for p in trend_set.pens])
+        self.trend.apply_axes(trend_set.axes)
+        if not trend_set.follow:
+            self.trend.fetch_visible_soon()  # the fixed window itself, one bucket per pixel
 
     # -- actions --------------------------------------------------------------------------
     @async_slot(list)
@@ -231,11 +271,14 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._sized:
             self._sized = True
-            horizontal, vertical = Qt.Orientation.Horizontal, Qt.Orientation.Vertical
-            self.resizeDocks([self.docks["tree"]], [440], horizontal)
-            self.resizeDocks([self.docks["kpis"]], [280], horizontal)
-            self.resizeDocks([self.docks["tree"], self.docks["faceplate"]], [520, 300], vertical)
-            self.resizeDocks([self.docks["alarms"]], [300], vertical)
+            self._default_sizes()
+
+    def _default_sizes(self) -> None:
+        horizontal, vertical = Qt.Orientation.Horizontal, Qt.Orientation.Vertical
+        self.resizeDocks([self.docks["tree"]], [440], horizontal)
+        self.resizeDocks([self.docks["kpis"]], [280], horizontal)
+        self.resizeDocks([self.docks["tree"], self.docks["faceplate"]], [520, 300], vertical)
+        self.resizeDocks([self.docks["alarms"]], [300], vertical)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.save_layout()

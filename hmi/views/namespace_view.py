@@ -1,12 +1,20 @@
-"""The plant tree: lazy browse, name filter, drag tags to a trend or use the context menu."""
+"""The plant tree: lazy browse, name filter of the loaded nodes, a search of the whole plant on
+the server (a result is shown in the tree, its branches loaded on the way), drag tags to a trend
+or use the context menu."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
+from collections.abc import Awaitable, Callable
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QMenu, QTreeView, QVBoxLayout, QWidget
 
 from hmi.models.qt_namespace import NODE_ROLE, NamespaceModel
+from hmi.qt_async import async_slot
+from hmi.views.node_search import NodeSearch, Search
 from server.api.schema import NodeOut
+
+LoadPath = Callable[[str], Awaitable[str | None]]
 
 
 class NamespaceView(QWidget):
@@ -15,9 +23,14 @@ class NamespaceView(QWidget):
     add_to_trend = Signal(list)  # list[NodeOut]
     node_selected = Signal(object)  # NodeOut
 
-    def __init__(self, model: NamespaceModel, parent: QWidget | None = None) -> None:
+    def __init__(self, model: NamespaceModel, search: Search | None = None, load_path: LoadPath | None = None,
+                 parent: QWidget | None = None) -> None:  # fmt: skip
         super().__init__(parent)
         self.model = model
+        self._load_path = load_path
+        self.search = NodeSearch(search)
+        self.search.reveal_wanted.connect(self.reveal)
+        self.search.add_to_trend.connect(self.add_to_trend)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(model)
         self.proxy.setRecursiveFilteringEnabled(True)
@@ -45,8 +58,9 @@ class NamespaceView(QWidget):
             self.tree.setColumnWidth(column, width)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.search)
         layout.addWidget(self.filter)
-        layout.addWidget(self.tree)
+        layout.addWidget(self.tree, 1)
 
     def _filter_changed(self, text: str) -> None:
         self.proxy.setFilterFixedString(text)
@@ -74,3 +88,27 @@ class NamespaceView(QWidget):
         node = current.siblingAtColumn(0).data(NODE_ROLE)
         if isinstance(node, NodeOut):
             self.node_selected.emit(node)
+
+    @async_slot(object)
+    async def reveal(self, node: NodeOut) -> None:
+        """Show a node in the tree (a search result): its branches are loaded, expanded, and it
+        is selected (the faceplate follows)."""
+        if self._load_path is None:
+            return
+        node_id = await self._load_path(node.path)
+        if node_id is None:
+            self.search.status.setText(f"{node.path} is no longer in the plant.")
+            return
+        if self.filter.text():
+            self.filter.clear()  # the filter might hide it
+        index = self.proxy.mapFromSource(self.model.index_of(node_id))
+        if not index.isValid():
+            return
+        parent = index.parent()
+        while parent.isValid():
+            self.tree.expand(parent)
+            parent = parent.parent()
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self.tree.selectionModel().setCurrentIndex(index, flags)
+        self.tree.scrollTo(index)
+        self.tree.setFocus()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
+from hmi.models.trend_sets import AxisSpec
+
 
 class UnitAxes:
     """The first unit uses the plot's own view box and left axis; every other unit gets a view
@@ -42,6 +44,25 @@ class UnitAxes:
 
     def box(self, unit: str) -> pg.ViewBox:
         return self.boxes.get(unit, self.item.vb)
+
+    def state(self) -> list[AxisSpec]:
+        """Each unit's y axis: automatic, or the range the operator zoomed or set it to."""
+        specs = []
+        for unit, box in self.boxes.items():
+            low, high = box.viewRange()[1]
+            auto = bool(box.autoRangeEnabled()[1])
+            specs.append(AxisSpec(unit, auto, None if auto else float(low), None if auto else float(high)))
+        return specs
+
+    def apply(self, specs: list[AxisSpec]) -> None:
+        """Fixed ranges where saved (units not on the chart are ignored), automatic elsewhere."""
+        wanted = {s.unit: s for s in specs}
+        for unit, box in self.boxes.items():
+            spec = wanted.get(unit)
+            if spec is None or spec.auto or spec.low is None or spec.high is None or not spec.low < spec.high:
+                box.enableAutoRange(axis=pg.ViewBox.YAxis)
+            else:
+                box.setYRange(spec.low, spec.high, padding=0)  # switches the axis's auto range off
 
     def _sync(self) -> None:
         for box, _axis in self._extra:

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from hmi.models.qt_namespace import MIME_NODES
 from hmi.models.trend import PRESETS_S, TrendModel, TrendPen
+from hmi.models.trend_sets import AxisSpec
 from hmi.qt_async import async_slot
 from hmi.views.trend_axes import TickGrid, UnitAxes
 
@@ -113,6 +114,7 @@ class TrendView(QWidget):
     """Presets, pause/resume, cursor readout, CSV/PNG export; tags arrive by drop or `pens_wanted`."""
 
     pens_wanted = Signal(list)  # list of {"node_id", "path", "unit"} dropped on the chart
+    history_fetched = Signal(float, float)  # start, end: every pen's history of that range arrived
 
     def __init__(self, model: TrendModel, fetch: FetchHistory, redraw_ms: int = 200,
                  parent: QWidget | None = None) -> None:  # fmt: skip
@@ -204,6 +206,26 @@ class TrendView(QWidget):
         self._apply_range()
         self._history_timer.start(0)
 
+    def show_time(self, span_s: float, follow: bool, start: float | None, end: float | None) -> None:
+        """A saved trend's time: following the present over `span_s`, or fixed (paused) from start to end."""
+        if follow or start is None or end is None:
+            self.set_span(span_s)
+        else:
+            self.model.span_s = span_s
+            self._pace_redraw()
+            self._mark_preset()
+            self.set_range(start, end)
+
+    def fetch_visible_soon(self) -> None:
+        """Fetch the visible range's history for every pen on the next turn of the loop."""
+        self._history_timer.start(0)
+
+    def axes_state(self) -> list[AxisSpec]:
+        return self.axes.state()
+
+    def apply_axes(self, specs: list[AxisSpec]) -> None:
+        self.axes.apply(specs)
+
     def set_paused(self, paused: bool) -> None:
         self.model.paused = paused
         self.pause_button.setText("Resume" if paused else "Pause")
@@ -280,6 +302,7 @@ class TrendView(QWidget):
         for pen in list(self.model.pens):
             self.fetches += 1
             await self._fetch(pen, start, end, points)
+        self.history_fetched.emit(start, end)
 
     def history_points(self) -> int:
         """About one bucket per horizontal pixel: more would not show, fewer would hide spikes."""

@@ -193,13 +193,15 @@ class ConsoleHarness:
 
 
 @pytest.fixture
-def make_console(qloop: QEventLoop, tmp_path: Path) -> Iterator[Callable[[str], ConsoleHarness]]:
-    """Builds consoles against a server URL; every one is closed after the test."""
+def make_console(qloop: QEventLoop, tmp_path: Path) -> Iterator[Callable[..., ConsoleHarness]]:
+    """Builds consoles against a server URL; every one is closed after the test. Each has a config
+    directory of its own (another workstation) unless given one (the same workstation again)."""
     made: list[ConsoleHarness] = []
 
-    def make(server: str) -> ConsoleHarness:
-        config_dir = tmp_path / f"config{len(made)}"
-        config_dir.mkdir()
+    def make(server: str, config_dir: Path | None = None) -> ConsoleHarness:
+        if config_dir is None:
+            config_dir = tmp_path / f"config{len(made)}"
+            config_dir.mkdir()
         credentials = CredentialStore(config_dir, use_os_keyring=False)
         console = Console(config_dir, credentials, Backoff(first_s=0.2, max_s=1.0))
         window = MainWindow(console, QSettings(str(config_dir / "console.ini"), QSettings.Format.IniFormat))

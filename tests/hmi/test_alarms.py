@@ -22,13 +22,14 @@ def test_acknowledge_and_shelve_round_trips(
         alarm = await until(lambda: store.alarms.get(plant.alarm_id), what="the alarm on the summary")
         assert alarm.state == "unack_active" and alarm.priority == "high"
         await until(lambda: summary.model.rowCount() == 1, what="a row")
-        assert "1 unacknowledged" in banner.alarm.text() and "Flow high" in banner.alarm.text()
+        await until(lambda: "1 unacknowledged" in banner.alarm.text(), what="the banner (at most every 50 ms)")
+        assert "Flow high" in banner.alarm.text()
         assert summary.model.index(0, COLUMNS.index("Priority")).data() == "high"
         summary.select_row(0)
         summary.comment.setText("operator on the way")
         summary.ack_selected.click()
         await until(lambda: store.alarms[plant.alarm_id].state == "ack_active", what="acknowledged")
-        assert banner.alarm.text() == "No unacknowledged alarms"
+        await until(lambda: banner.alarm.text() == "No unacknowledged alarms", what="the banner cleared")
         assert store.alarms[plant.alarm_id].raw["acked_by"] == "operator"
 
     console.run(acknowledge())

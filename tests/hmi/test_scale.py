@@ -247,3 +247,108 @@ def test_the_live_reduction_reuses_complete_buckets_and_matches_a_fresh_one() ->
             assert dt.tolist() == ft.tolist() and dy.tolist() == fy.tolist()
         else:  # after it: the same except the oldest bucket, partly gone from the buffer (one pixel)
             assert dt[2:].tolist() == ft[2:].tolist() and dy[2:].tolist() == fy[2:].tolist()
+
+
+def test_json_arrays_decode_element_by_element(qloop: Any) -> None:
+    import json
+
+    from hmi.client.slices import Slicer, iter_json_array
+    from tests.hmi.conftest import run
+
+    async def decode(text: str) -> list[Any]:
+        return [item async for item in iter_json_array(text, Slicer(budget_s=0.0), every=1)]
+
+    doc = [{"id": 1, "s": "a, b ] [", "n": None}, [1, [2]], "x", 3.5, True, {}]
+    for text in (json.dumps(doc), json.dumps(doc, indent=2), " \n" + json.dumps(doc, separators=(",", ":")) + "\n"):
+        assert run(qloop, decode(text)) == doc
+    assert run(qloop, decode("[]")) == [] and run(qloop, decode(" [ ] ")) == []
+    for bad in ('{"a": 1}', "[1, 2", "[1 2]", "[1,]", "[1] x", ""):
+        with pytest.raises(ValueError):
+            run(qloop, decode(bad))
+
+
+def test_the_full_summary_loads_in_slices_and_keeps_events_that_arrive_meanwhile(app: QApplication, qloop: Any) -> None:
+    """10,000 alarms parsed and built between turns of the loop (a 10 ms timer keeps ticking),
+    swapped in at once; an event newer than the answer survives the swap, an older one does not."""
+    import json
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from PySide6.QtCore import QTimer
+
+    from hmi.client.credentials import CredentialStore
+    from hmi.client.slices import Slicer, iter_json_array
+    from hmi.console import Console
+    from server.api.schema import Me
+    from tests.hmi.conftest import run
+
+    items = [alarm(i, t=1_000_000.0 + i) for i in range(10_000)]
+    text = json.dumps(items)
+    console = Console(Path("/nonexistent"), CredentialStore.__new__(CredentialStore))
+    store = console.alarms
+    store.replace_all([alarm(i, t=900_000.0) for i in range(100)])  # shown before the reload
+    console.me = Me(tenant="t", tenant_id=1, username="op", user_id=1, roles=["operator"],
+                    permissions=["alarms.read"], is_system_admin=False, kind="user")  # fmt: skip
+    slicers: list[Slicer] = []
+    during: list[int] = []
+
+    class Api:
+        async def alarm_items(self, slicer: Slicer) -> AsyncIterator[dict[str, Any]]:
+            slicers.append(slicer)
+            async for n, item in _enumerate(iter_json_array(text, slicer)):
+                if n == 5_000:  # the stream goes on while the answer is being built
+                    store.apply_event({**alarm(5, "ack_active", t=2e6), "event": "acknowledged"})  # newer
+                    store.apply_event({**alarm(7, "ack_active", t=1.0), "event": "acknowledged"})  # older
+                    store.apply_event({**alarm(20_000, t=2e6), "event": "activated"})  # not in the answer
+                    during.append(len(store.alarms))
+                yield item
+
+    console.api = Api()  # type: ignore[assignment]
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(10)
+    try:
+        run(qloop, console.reload_alarms())
+    finally:
+        timer.stop()
+    assert during == [101]  # meanwhile the old summary was shown, with the events applied to it
+    assert slicers[0].yields >= 5 and len(ticks) >= 3  # the loop (and Qt's timers) ran between slices
+    assert len(store.alarms) == 10_001 and store.unacked_count() == 10_000
+    assert store.alarms[5].state == "ack_active"  # the newer event won
+    assert store.alarms[7].state == "unack_active"  # the answer was newer than this event
+    assert store.alarms[20_000].state == "unack_active"
+    assert store.newest_unacked().id == 20_000  # type: ignore[union-attr]
+    assert not store._reloads  # noqa: SLF001  # nothing kept after the reload
+
+
+async def _enumerate(items: Any) -> Any:
+    n = 0
+    async for item in items:
+        yield n, item
+        n += 1
+
+
+def test_a_summary_read_before_the_stream_answered_is_read_again_once_it_does(app: QApplication) -> None:
+    """Alarm events only travel once the stream is up: a summary read before (the stream was slow
+    at login) may miss one, so the first connection asks for one more read; later ones don't."""
+    import asyncio
+    from pathlib import Path
+
+    from hmi.client import LinkState
+    from hmi.client.credentials import CredentialStore
+    from hmi.console import Console
+
+    console = Console(Path("/nonexistent"), CredentialStore.__new__(CredentialStore))
+    asked: list[int] = []
+    console.reload_alarms_soon = lambda: asked.append(1)  # type: ignore[method-assign]
+    console._stream_up, console._summary_unsynced = asyncio.Event(), True  # noqa: SLF001
+    console.on_link(LinkState.CONNECTING, "connecting", None)
+    assert asked == []
+    console.on_link(LinkState.CONNECTED, "connected", None)
+    assert asked == [1] and console._stream_up.is_set()  # noqa: SLF001
+    console.on_link(LinkState.CONNECTED, "connected", None)
+    assert asked == [1]
+    console._stream_up, console._summary_unsynced = asyncio.Event(), False  # noqa: SLF001  # read after: fine
+    console.on_link(LinkState.CONNECTED, "connected", None)
+    assert asked == [1]

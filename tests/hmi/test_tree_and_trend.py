@@ -8,8 +8,13 @@ import io
 import time
 from pathlib import Path
 
-from hmi.models.qt_namespace import NODE_ID_ROLE, NamespaceModel
-from tests.hmi.conftest import PRESSURE, ConsoleHarness, Plant, until
+from PySide6.QtCore import QMimeData, QPointF, Qt
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from hmi.models.qt_namespace import MIME_NODES, NODE_ID_ROLE, NamespaceModel
+from hmi.views.trend_view import TrendView
+from tests.hmi.conftest import FLOW, PRESSURE, ConsoleHarness, Plant, until
 
 
 def child_named(model: NamespaceModel, parent_id: str | None, name: str) -> str | None:
@@ -100,3 +105,110 @@ def test_zooming_out_fetches_decimated_history_with_an_envelope(console: Console
         assert pen.envelope() is not None and trend.paused
 
     console.run(scenario())
+
+
+def drop(view: TrendView, mime: QMimeData) -> tuple[bool, bool]:
+    """A drag entering the chart and dropped on it, as Qt delivers them: (entered, dropped)."""
+    centre = view.rect().center()
+    enter = QDragEnterEvent(centre, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    QApplication.sendEvent(view, enter)
+    if not enter.isAccepted():
+        return False, False
+    event = QDropEvent(QPointF(centre), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    QApplication.sendEvent(view, event)
+    return True, event.isAccepted()
+
+
+def test_dragging_tags_from_the_tree_onto_the_trend_adds_pens(console: ConsoleHarness, plant: Plant) -> None:
+    trend, view, tree = console.console.trend, console.window.trend, console.window.tree
+
+    async def scenario() -> None:
+        pressure = await expand(console, PRESSURE)
+        flow = plant.ids["Flow"]
+        model = console.console.namespace
+        rows = [tree.proxy.mapFromSource(model.index_of(n)) for n in (pressure, flow)]
+        for index in rows:  # the operator selects both tags, then drags the selection
+            tree.tree.selectionModel().select(index, tree.tree.selectionModel().SelectionFlag.Select)
+        indexes = [i.siblingAtColumn(c) for i in rows for c in range(tree.proxy.columnCount())]
+        mime = tree.proxy.mimeData(indexes)  # exactly what the tree view puts on the drag
+        assert mime.hasFormat(MIME_NODES)
+        assert drop(view, mime) == (True, True)
+        await until(lambda: trend.pen(pressure) and trend.pen(flow), what="two pens")
+        assert [(p.path, p.unit) for p in trend.pens] == [(PRESSURE, "bar"), (FLOW, "m3/h")]
+        assert set(view.curves) == {pressure, flow} and view.axes.state()[1].unit == "m3/h"  # an axis per unit
+        await until(lambda: all(len(p.history.t) for p in trend.pens), what="their history")
+        assert drop(view, mime) == (True, True)  # dropped again: no second pen of a tag
+        await asyncio.sleep(0.2)
+        assert len(trend.pens) == 2
+
+        device = tree.proxy.mapFromSource(model.index_of(plant.ids["Pump7"]))  # a device carries no tags
+        assert drop(view, tree.proxy.mimeData([device])) == (True, True)
+        other = QMimeData()
+        other.setText(PRESSURE)
+        assert drop(view, other) == (False, False)  # not ours: the chart refuses the drag
+        await asyncio.sleep(0.2)
+        assert len(trend.pens) == 2
+
+    console.run(scenario())
+
+
+def test_search_finds_an_unbrowsed_tag_shows_it_in_the_tree_and_trends_it(
+    console: ConsoleHarness, plant: Plant
+) -> None:
+    view, model = console.window.tree, console.console.namespace
+    search = view.search
+
+    async def scenario() -> None:
+        await until(lambda: model.rowCount(model.index(-1, -1)) == 1, what="the roots")
+        assert not model.index_of(plant.ids["Pressure"]).isValid()  # never browsed
+        search.box.setText("PRESS")  # typing: asked 300 ms after the last key
+        await until(lambda: search.results.count() == 1, what="a result")
+        [node] = search.nodes()
+        assert (node.node_id, node.path, search.status.text()) == (plant.ids["Pressure"], PRESSURE, "1 found.")
+        item = search.results.item(0)
+        tree_mime = model.mimeData([model.index(0, 0)])  # a folder: no tags
+        result_mime = search.results.mimeData([item])
+        assert bytes(result_mime.data(MIME_NODES).data()) != bytes(tree_mime.data(MIME_NODES).data())
+        search.results.setCurrentItem(item)
+        search.results.itemActivated.emit(item)  # Enter or double-click: show it in the tree
+        current = lambda: view.tree.currentIndex().data(NODE_ID_ROLE)  # noqa: E731
+        await until(lambda: current() == plant.ids["Pressure"], what="the tag selected in the tree")
+        for name in ("Plant1", "Area1", "Pump7"):  # its branches were loaded and opened on the way
+            assert view.tree.isExpanded(view.proxy.mapFromSource(model.index_of(plant.ids[name]))), name
+        assert bytes(result_mime.data(MIME_NODES).data()) == bytes(
+            model.mimeData([model.index_of(plant.ids["Pressure"])]).data(MIME_NODES).data()
+        )  # a result drags like the tree's row
+        faceplate = console.window.faceplate
+        assert faceplate.node is not None and faceplate.node.path == PRESSURE
+        assert search.add_button.isEnabled()
+        search.add_button.click()
+        await until(lambda: console.console.trend.pen(plant.ids["Pressure"]), what="the pen")
+
+        view.filter.setText("flow")  # a filter that would hide the next result is cleared on the way
+        search.box.setText("pump7")
+        search.search_now()  # Enter: at once
+        await until(lambda: [n.path for n in search.nodes()][:1] == ["Plant1/Area1/Pump7"], what="the pump first")
+        search.results.itemActivated.emit(search.results.item(0))
+        await until(lambda: current() == plant.ids["Pump7"], what="the device selected")
+        assert view.filter.text() == ""
+        search.box.setText("no such thing")
+        search.search_now()
+        await until(lambda: search.status.text() == "Nothing found.", what="no match")
+        search.box.clear()
+        assert not search.results.isVisible() and not search.status.isVisible()
+
+    console.run(scenario())
+
+
+def test_search_results_are_limited_and_only_the_tenants(console: ConsoleHarness, plant: Plant) -> None:
+    search = console.window.tree.search
+    found = console.run(console.console.search_nodes("a", 2))
+    assert len(found.nodes) == 2 and found.truncated
+    search.show_results(found)
+    assert search.status.text() == "The first 2 matches; type more to narrow."
+    other = plant.live.new_tenant("hmi-other")
+    r = other.engineer.post("/api/v1/nodes", json={"parent": None, "node_class": "folder", "browse_name": "Elsewhere"})
+    assert r.status_code == 201, r.text
+    assert console.run(console.console.search_nodes("elsewhere")).nodes == []
