@@ -18,6 +18,7 @@ from hmi.models.trend_sets import TrendSet
 from hmi.qt_async import async_slot
 from hmi.views.alarm_journal import AlarmJournal
 from hmi.views.alarm_summary import AlarmSummary
+from hmi.views.analytics_docks import AnalyticsDocks
 from hmi.views.banner import Banner
 from hmi.views.config_panel import ConfigPanel
 from hmi.views.faceplate import Faceplate
@@ -57,6 +58,7 @@ class MainWindow(QMainWindow):
         self.journal = AlarmJournal(console.journal)
         self.kpis = KpiPanel(console.kpis)
         self.config = ConfigPanel(console.conditions)
+        self.analytics = AnalyticsDocks(console, self.trend, self.tree)
         area = Qt.DockWidgetArea
         self.docks = {
             "tree": self._dock("Plant", self.tree, area.LeftDockWidgetArea),
@@ -65,9 +67,13 @@ class MainWindow(QMainWindow):
             "journal": self._dock("Alarm journal", self.journal, area.BottomDockWidgetArea),
             "kpis": self._dock("Alarm KPIs", self.kpis, area.RightDockWidgetArea),
             "config": self._dock("Configuration", self.config, area.RightDockWidgetArea),
+            "analytics": self._dock("Analytics", self.analytics.panel, area.RightDockWidgetArea),
+            "models": self._dock("Anomaly models", self.analytics.models, area.BottomDockWidgetArea),
         }
         self.tabifyDockWidget(self.docks["alarms"], self.docks["journal"])
         self.tabifyDockWidget(self.docks["kpis"], self.docks["config"])
+        self.tabifyDockWidget(self.docks["config"], self.docks["analytics"])
+        self.tabifyDockWidget(self.docks["journal"], self.docks["models"])
         self.docks["alarms"].raise_()
         self.docks["kpis"].raise_()
         self._sized = False
@@ -168,6 +174,7 @@ class MainWindow(QMainWindow):
         self.docks["config"].setVisible(can_configure)
         self.docks["config"].toggleViewAction().setVisible(can_configure)
         self.config_menu.menuAction().setVisible(can_configure)
+        self.analytics.apply_permissions(perms, self.docks)
         self.faceplate.allow_commands(self.console.send_command if "devices.command" in perms else None)
         for key in ("journal", "kpis"):
             self.docks[key].toggleViewAction().setEnabled("alarms.read" in perms)
@@ -186,12 +193,14 @@ class MainWindow(QMainWindow):
         if "alarms.read" in me.permissions:
             self.kpis.refresh()
         self.trend_sets.set_enabled(True)
+        self.analytics.logged_in(me)
         self.trend_sets.refresh()
 
     def _logged_out(self) -> None:
         self.who.setText("not logged in")
         self.apply_permissions(None)
         self.trend_sets.forget()
+        self.analytics.logged_out()
         self.tree.search.box.clear()
         self.banner.show_link_problem(None)
 
