@@ -30,6 +30,10 @@ from server.ingest.live_cache import LiveCache
 from server.ingest.pipeline import IngestPipeline
 from server.ingest.registry import build_adapters, connection_kinds
 from server.ingest.stats_log import StatsLogger
+from server.ml.registry import ModelRegistry
+from server.ml.scorer import AnomalyScorer
+from server.ml.service import AnomalyService
+from server.ml.training import HistorySource
 from server.notify.dispatcher import Notifier
 from server.notify.repository import NotifyRepository
 from server.notify.service import NotifyService
@@ -131,6 +135,11 @@ class Server:
         self.ctx.notify = NotifyService(notify_repo, self.notifier, self.audit)
         self.ctx.user_settings = UserSettingsService(UserSettingsRepository(self.db))
         self.ctx.analytics = AnalyticsService(self.history, self.store, self.writer.unmerged)
+        self.scorer = AnomalyScorer(self.bus, self.alarm_engine)  # scores feed the engine's anomaly conditions
+        self.anomaly = AnomalyService(
+            ModelRegistry(self.db), self.nodes, HistorySource(self.store, self.writer.unmerged), self.scorer, self.audit
+        )
+        self.ctx.anomaly = self.anomaly
         self.adapters: list[Adapter] = build_adapters(self.ingest)
         self.api: FastAPI = create_api(self.ctx)
         self._stack = AsyncExitStack()
@@ -149,6 +158,10 @@ class Server:
         self._stack.push_async_callback(self.alarm_engine.stop)  # after them: so are the last
         await self.alarm_actions.start()
         self._stack.push_async_callback(self.alarm_actions.stop)  # before the engine's last flush
+        await self.scorer.start()  # after the engine (it judges the scores), before the adapters
+        self._stack.push_async_callback(self.scorer.stop)
+        await self.anomaly.start()  # the models the scorer runs
+        self._stack.push_async_callback(self.anomaly.stop)  # training jobs end before the database
         await self.notifier.start()
         self._stack.push_async_callback(self.notifier.stop)
         self.stats_logger = StatsLogger(self.pipeline)

@@ -17,6 +17,7 @@ from server.domain.errors import Unauthorized
 from server.domain.principal import Principal
 from server.ingest.dead_letters import DeadLetterRepository
 from server.ingest.pipeline import IngestPipeline
+from server.ml.service import AnomalyService
 from server.notify.service import NotifyService
 from server.services.admin import AdminService
 from server.services.auth import AuthService
@@ -55,6 +56,7 @@ class ApiContext:
     commands: CommandService | None = None
     user_settings: UserSettingsService | None = None
     analytics: AnalyticsService | None = None
+    anomaly: AnomalyService | None = None
     started_at: float = field(default_factory=time.monotonic)
     stream_clients: int = 0
 

@@ -407,3 +407,126 @@ class ForecastOut(AnalyticsBasis):
     n: int
     params: dict[str, float]
     selection: ForecastSelection
+
+
+# -- anomaly detection (server/ml; docs/anomaly.md) --------------------------------------------
+class AnomalyTrain(Body):
+    device: str = Field(min_length=1, max_length=2000, description="node id or path of the device")
+    start: datetime = Field(description="training range: ISO 8601 or epoch seconds")
+    end: datetime
+    tags: list[str] | None = Field(
+        None, min_length=1, max_length=500, description="browse names or node ids; default: every tag of the device"
+    )
+    step_s: int = Field(10, ge=10, le=3600, description="bucket width, a multiple of 10 (the finest rollup)")
+    window_s: int = Field(300, ge=30, le=360 * 3600, description="rolling window, a multiple of step_s (3-360 steps)")
+    contamination: float = Field(1e-4, gt=0, le=0.1, description="share of training windows above the threshold")
+    n_estimators: int = Field(100, ge=10, le=500, description="trees of the IsolationForest")
+    margin: float = Field(1.0, gt=0, le=100, description="envelope margin, in training extents beyond the edge")
+    forest_margin: float = Field(0.25, ge=0, le=10, description="forest margin, in (threshold - median) units")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class AnomalyModelOut(BaseModel):
+    """A model version: `status` queued/training/ready/failed with `progress` 0-1 and `phase`."""
+
+    id: int
+    device: str
+    path: str
+    version: int
+    status: Literal["queued", "training", "ready", "failed"]
+    progress: float
+    phase: str
+    error: str | None
+    params: dict[str, Any]
+    features: dict[str, Any] = Field(description="the feature set: columns, per-tag centres and scales, envelope")
+    metrics: dict[str, Any]
+    train_start: float
+    train_end: float
+    threshold: float | None = Field(description="scores are normalised: 1.0 is the model's threshold")
+    trained_by: str
+    created_at: datetime | None
+    finished_at: datetime | None
+    artifact_sha256: str | None
+    active: bool = Field(description="the version the live scorer uses for the device (newest ready)")
+    live: dict[str, Any] | None = Field(description="live scoring counters of the active version")
+
+
+class AnomalySample(Body):
+    ts: datetime = Field(description="ISO 8601 or epoch seconds")
+    values: dict[str, FiniteNumber] = Field(min_length=1, description="by tag browse name or node id")
+
+
+class AnomalyScoreRequest(Body):
+    """Either `samples` (scored as the live scorer would, windows after the first `window`) or a
+    history range `start`/`end`."""
+
+    samples: list[AnomalySample] | None = Field(None, min_length=1, max_length=100_000)
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+class AnomalyWindowsOut(BaseModel):
+    """Columnar scores per window, `t` = end of the window's last bucket; score > 1.0 is anomalous.
+    `feature`/`tag`: the pooled feature and tag that stood out most in the window."""
+
+    model: int
+    version: int
+    device: str
+    path: str
+    step_s: float
+    window_s: float
+    threshold: float
+    count: int
+    truncated: bool
+    t: list[float]
+    score: list[float]
+    forest: list[float]
+    envelope: list[float]
+    anomalous: list[bool]
+    feature: list[str]
+    tag: list[str]
+
+
+class AnomalyRateBucket(BaseModel):
+    t: float = Field(description="bucket start (a multiple of bucket_s), by window end")
+    windows: int
+    anomalous: int
+    rate: float
+
+
+class AnomalyMonitoringOut(BaseModel):
+    model: int
+    device: str
+    path: str
+    start: float
+    end: float
+    bucket_s: float
+    windows: int
+    anomalous: int
+    anomaly_rate: float
+    contamination: float
+    series: list[AnomalyRateBucket]
+    drift: dict[str, Any] = Field(description="psi and ks of the scores against training, feature_shift")
+    retrain: dict[str, Any] = Field(description="recommended (bool) and the reasons")
+    live: dict[str, Any] | None
+
+
+class AnomalyBandsOut(BaseModel):
+    """A tag's adaptive band, `t` = bucket start (as /history's decimated mode), values null
+    before the first full window; `anomalies`: the device's anomalous windows in the range."""
+
+    node_id: str
+    path: str
+    unit: str | None
+    start: float
+    end: float
+    method: Literal["expected", "rolling"]
+    k: float
+    model: int | None
+    resolution_s: float
+    count: int
+    t: list[float]
+    center: list[float | None]
+    lower: list[float | None]
+    upper: list[float | None]
+    anomalies: list[dict[str, Any]]

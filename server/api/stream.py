@@ -68,6 +68,8 @@ class _Client:
                 return  # a command's arguments are for those who may send one
             if message.kind in ("alarm", "alarm_conditions") and not self.who.can(Permission.ALARMS_READ):
                 return
+            if message.kind in ("anomaly", "anomaly_model") and not self.who.can(Permission.HISTORY_READ):
+                return
             if message.kind != "namespace" or self.tags or self.subtrees:
                 if len(self.events) == self.events.maxlen:
                     self.dropped_events += 1

@@ -331,3 +331,31 @@ user_settings = sa.Table(
 )
 """A user's own documents (the console's saved trend sets, say), keyed by name: they follow the
 user from one workstation to the next."""
+
+ml_models = sa.Table(
+    "ml_models",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("progress", sa.Float(precision=53), nullable=False, server_default="0"),
+    sa.Column("phase", sa.String(32), nullable=False, server_default=""),
+    sa.Column("error", sa.String(1000), nullable=True),
+    sa.Column("params", JsonDoc, nullable=False),
+    sa.Column("features", JsonDoc, nullable=False),
+    sa.Column("metrics", JsonDoc, nullable=False),
+    sa.Column("train_start", sa.Float(precision=53), nullable=False),
+    sa.Column("train_end", sa.Float(precision=53), nullable=False),
+    sa.Column("threshold", sa.Float(precision=53), nullable=True),
+    sa.Column("trained_by", sa.String(200), nullable=False),
+    _created(),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("artifact", sa.LargeBinary, nullable=True),
+    sa.Column("artifact_sha256", sa.String(64), nullable=True),
+    sa.UniqueConstraint("tenant_id", "device_id", "version", name="uq_ml_models_tenant_device_version"),
+    sqlite_autoincrement=True,
+)
+"""Anomaly models of devices, one row per version: parameters, feature set, training range,
+metrics, who trained it, and the skops artifact (a tenant's models live in its own rows)."""
