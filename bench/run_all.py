@@ -9,9 +9,10 @@ Each benchmark is also a module of its own with size flags (`python -m bench.<mo
 bench.writer_throughput, bench.trend_read, bench.ingest_latency (issue #2); bench.ingest_mqtt,
 bench.ingest_amqp, bench.ingest_coap, bench.ingest_opcua, bench.ingest_modbus (issue #3);
 bench.installers (issue #6: bundle sizes, build and start-up times); bench.analytics (issue #7:
-analytics endpoint latency on 30 days of 1 Hz history). Before each
-timed part a benchmark waits (up to 2 min) for other processes to leave the cores idle, and records
-whether they did.
+analytics endpoint latency on 30 days of 1 Hz history; bench.anomaly_quality and
+bench.anomaly_throughput, `--only detection` / `--only scoring`: detection quality on injected
+faults, scoring throughput and latency, training time). Before each timed part a benchmark
+waits (up to 2 min) for other processes to leave the cores idle, and records whether they did.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import time
 
 from bench import (
     analytics,
+    anomaly_quality,
+    anomaly_throughput,
     ingest_amqp,
     ingest_coap,
     ingest_latency,
@@ -44,6 +47,8 @@ BENCHES = {
     "modbus": ingest_modbus.main,
     "installers": installers.main,
     "analytics": analytics.main,
+    "detection": anomaly_quality.main,
+    "scoring": anomaly_throughput.main,
 }
 
 

@@ -329,8 +329,7 @@ def window_features(
     n, rows, j = mean.shape
     w = rows - 2
     limit = max(1, int(w * MAX_CARRY))
-    filled = carry_forward(mean.transpose(1, 0, 2).reshape(rows, n * j), limit).reshape(rows, n, j)
-    value, previous = filled[-1], filled[-2]
+    value, previous = _carried(mean, limit), _carried(mean[:, :-1], limit)
     tail = mean[:, -w:, :]
     have = ~np.isnan(tail)
     cnt = have.sum(axis=1).astype(np.float64)
@@ -353,6 +352,16 @@ def window_features(
     z[:, 2][count < s.min_count] = 0.0
     z = np.clip(z, -Z_CAP, Z_CAP)
     return pool(z), z
+
+
+def _carried(block: F64, limit: int) -> F64:
+    """The newest row of (windows, rows, tags) blocks as `carry_forward` fills it: the newest
+    value within `limit` rows back, else NaN (only what is needed: no full filled copy)."""
+    newest_first = ~np.isnan(block[:, ::-1, :])
+    back = np.argmax(newest_first, axis=1)
+    found = newest_first.any(axis=1) & (back <= limit)
+    picked = np.take_along_axis(block, (block.shape[1] - 1 - back)[:, None, :], axis=1)[:, 0, :]
+    return np.where(found, picked, np.nan)
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ the same float32 rounding of the input, the same path lengths, the same normalis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -19,8 +19,8 @@ from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-CHUNK_ROWS = 2048
-"""Rows per pass: the walk holds (trees x rows) index arrays."""
+CHUNK_ROWS = 512
+"""Rows per pass: (trees x rows) index arrays that stay in the cache (512: 37 ms for 10k rows, 2048: 48)."""
 
 
 def average_path_length(n: F64) -> F64:
@@ -48,6 +48,11 @@ class Arrays:
     roots: I64
     levels: int
     denominator: float
+    children: I64 = field(init=False)
+    """left and right side by side: entry 2i is node i's left child, 2i + 1 its right one."""
+
+    def __post_init__(self) -> None:
+        self.children = np.column_stack([self.left, self.right]).ravel()
 
 
 class CompiledForest:
@@ -106,12 +111,14 @@ class CompiledForest:
 def walk(a: Arrays, x: F64, node: I64, denominator: F64) -> F64:
     """Walk rows down their trees: `node` is (trees, rows) of root indices (a row's own trees;
     a tree slot a row does not use holds a leaf of value 0)."""
-    xt = x.astype(np.float32).astype(np.float64).T  # trees compare float32 inputs, as sklearn does
-    cols = np.arange(x.shape[0])
-    for _ in range(a.levels):
-        go_left = xt[a.feature[node], cols] <= a.threshold[node]
-        node = np.where(go_left, a.left[node], a.right[node])
-    depths = a.value[node].sum(axis=0)
+    n = x.shape[0]
+    flat = np.ascontiguousarray(x.astype(np.float32).astype(np.float64).T).ravel()  # float32 inputs, as sklearn
+    cols = np.arange(n, dtype=np.int64)
+    children = a.children
+    for _ in range(a.levels):  # flat takes: a gather costs less than 2-D fancy indexing
+        right = flat.take(a.feature.take(node) * n + cols) > a.threshold.take(node)
+        node = children.take(2 * node + right)
+    depths = a.value.take(node).sum(axis=0)
     return np.asarray(2.0 ** (-depths / denominator), dtype=np.float64)
 
 

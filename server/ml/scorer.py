@@ -151,6 +151,9 @@ class AnomalyScorer:
         self._p_marks: list[tuple[int, float]] = []
         """(index of a message's first pending sample, its arrival on the monotonic clock)."""
         self._wake = asyncio.Event()
+        self._boundary = float("inf")
+        """The next bucket end after the newest sample flushed: a message reaching it flushes at once."""
+        self._min_step = float("inf")
         self._task: asyncio.Task[None] | None = None
         self._subscription: Any = None
         self.latencies: deque[float] = deque(maxlen=10_000)
@@ -265,6 +268,8 @@ class AnomalyScorer:
         self._dev_row = np.asarray([m.row for m in owners], dtype=np.intp)
         self._slot_dev = np.repeat(np.arange(len(owners), dtype=np.int64), [m.width for m in owners])
         self._dev_step = np.asarray([m.model.step for m in owners], dtype=np.float64)
+        self._min_step = float(self._dev_step.min()) if owners else float("inf")
+        self._boundary = float("-inf")  # until the next flush says where the buckets are
         self._dev_current = np.asarray([currents.get(id(m), -1) for m in owners], dtype=np.int64)
         unique: dict[int, int] = {}
         forests: list[CompiledForest] = []
@@ -301,8 +306,8 @@ class AnomalyScorer:
                 values.append(u.value)
         if len(slots) > first:
             self._p_marks.append((first, time.monotonic()))
-            if len(slots) >= self.max_pending:
-                self._wake.set()
+            if len(slots) >= self.max_pending or stamps[-1] >= self._boundary:
+                self._wake.set()  # a bucket may be complete: do not wait for the next tick
 
     async def _loop(self) -> None:
         while True:
@@ -325,6 +330,7 @@ class AnomalyScorer:
         marks = self._p_marks
         self._p_slot, self._p_ts, self._p_value, self._p_marks = [], [], [], []
         self.samples += slot.size
+        self._boundary = (np.floor(float(ts.max()) / self._min_step) + 1) * self._min_step
         dev = self._slot_dev[slot]
         index = np.floor(ts / self._dev_step[dev]).astype(np.int64)
         current = self._dev_current[dev]
@@ -426,6 +432,10 @@ class AnomalyScorer:
 
     @staticmethod
     def _push(g: _Group, rows: IP, mean: F64) -> None:
+        if rows.size == len(g.members) and rows.size and rows[0] == 0 and rows[-1] == rows.size - 1:
+            g.mean[:, :-1] = g.mean[:, 1:]  # the whole group (every device at a bucket's end): no gather
+            g.mean[:, -1] = mean
+            return
         g.mean[rows, :-1] = g.mean[rows, 1:]
         g.mean[rows, -1] = mean
 
@@ -433,7 +443,9 @@ class AnomalyScorer:
         if rows.size == 0:
             return 0
         t = bucket * g.step[rows]
-        pooled, z = ft.window_features(g.mean[rows], spread, count, t, g.state.take(rows))
+        whole = rows.size == len(g.members) and rows[0] == 0 and rows[-1] == rows.size - 1
+        pooled, z = ft.window_features(g.mean if whole else g.mean[rows], spread, count, t,
+                                       g.state if whole else g.state.take(rows))  # fmt: skip
         ok = ~np.isnan(pooled).any(axis=1)
         if not ok.any():
             return 0
