@@ -360,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{raw.recall:.2f}), on 10 s means {mean.f1:.2f} (P {mean.precision:.2f} / R {mean.recall:.2f}); the "
         "table compares with the better of the two.",
         f"What each part of the score does (same runs): forest alone F1 {forest.f1:.2f} (P {forest.precision:.2f}"
-        f" / R {forest.recall:.2f}), envelope alone {env.f1:.2f} (P {env.precision:.2f} / R {env.recall:.2f}), "
-        f"both (the model's score) {model.f1:.2f}.",
+        f" / R {forest.recall:.2f}; {forest.detected} faults, {forest.false_alarms} false alarms), envelope alone "
+        f"{env.f1:.2f} (P {env.precision:.2f} / R {env.recall:.2f}; {env.detected} faults, {env.false_alarms} false"
+        f" alarms), both (the model's score) {model.f1:.2f} ({model.detected} faults, {model.false_alarms} false "
+        "alarms).",
     ]
     publish("Anomaly detection quality on injected faults", rows, notes,
             "python -m bench.anomaly_quality " + " ".join(argv or []), write=not a.no_doc)  # fmt: skip
