@@ -75,15 +75,28 @@ HMI_EXCLUDES = [*DEV_EXCLUDES, "sqlalchemy", "alembic", "asyncua", "aiocoap", "p
 
 
 def _submodules(package: str) -> list[str]:
-    """The project's own modules, including any a registry imports by name."""
+    """A package's modules, including any a registry imports by name (ours, skops')."""
     from PyInstaller.utils.hooks import collect_submodules
 
     return collect_submodules(package, filter=lambda name: ".migrations.versions" not in name)
 
 
+def _namespace_modules(package: str) -> list[str]:
+    """The modules of a namespace package (no __init__.py), which collect_submodules leaves out."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.submodule_search_locations is None:
+        return []
+    return [f"{package}.{f.stem}" for d in spec.submodule_search_locations for f in sorted(Path(d).glob("[!.]*.py"))]
+
+
 def server_analysis(extra_imports: list[str] | None = None) -> dict[str, Any]:
     """Keyword arguments for `Analysis` of `iiot-server` (and the Windows service host)."""
     hidden = DATABASE_IMPORTS + HTTP_IMPORTS + PROTOCOL_IMPORTS + _submodules("server") + (extra_imports or [])
+    # skops loads its per-library (de)serialisers by name (skops.io._sklearn, ._numpy, ...), and
+    # those of older file formats from skops.io.old, a namespace package collect_submodules skips.
+    hidden += _submodules("skops.io") + _namespace_modules("skops.io.old")
     if sys.platform != "win32":
         hidden.append("uvloop")
     migrations = ROOT / "server" / "storage" / "migrations"
