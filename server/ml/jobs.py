@@ -52,6 +52,7 @@ class TrainingJobs:
         self.registry, self.history, self.bus, self.on_ready = registry, history, bus, on_ready
         self.jobs: dict[int, Job] = {}
         self._gate = asyncio.Semaphore(1)
+        self._saving: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-train")
 
     def submit(
@@ -130,7 +131,8 @@ class TrainingJobs:
         job.progress, job.phase = max(job.progress, fraction), phase
         if changed:
             task = asyncio.get_running_loop().create_task(self._save(job))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._saving.add(task)  # held until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._saving.discard)
         self._publish(job, force=changed)
 
     async def _step(self, job: Job, status: str, progress: float, phase: str) -> None:

@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 
 from server.domain import rollup
 from server.ml import features as ft
-from server.ml.forest import CompiledForest
+from server.ml.forest import CompiledForest, ForestSet
 from server.ml.model import AnomalyModel, UntrustedArtifact
 from server.ml.training import Cancelled, NotEnoughData, TrainParams, train
 from server.sim.faults import Fault, FaultKind
@@ -110,6 +110,21 @@ def test_compiled_forest_equals_scikit_learn() -> None:
     ):
         np.testing.assert_allclose(CompiledForest(forest).score(probe), -forest.score_samples(probe), rtol=1e-12)
         np.testing.assert_allclose(CompiledForest(forest).score(probe[:1]), -forest.score_samples(probe[:1]))
+
+
+def test_one_walk_over_many_forests_equals_scikit_learn_per_row() -> None:
+    """The live scorer's path: rows of different devices, each in its own forest (of different
+    sizes), in one walk."""
+    rng = np.random.default_rng(4)
+    forests = [IsolationForest(n_estimators=n, random_state=i).fit(rng.normal(size=(2000, 8)))
+               for i, n in enumerate((40, 100, 15))]  # fmt: skip
+    both = ForestSet([CompiledForest(f) for f in forests])
+    x = rng.normal(scale=2, size=(1500, 8))
+    which = rng.integers(0, 3, 1500)
+    expected = np.empty(1500)
+    for k, f in enumerate(forests):
+        expected[which == k] = -f.score_samples(x[which == k])
+    np.testing.assert_allclose(both.score(x, which), expected, rtol=1e-12)
 
 
 def test_training_reports_progress_and_metrics() -> None:
