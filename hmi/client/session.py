@@ -117,6 +117,8 @@ class Session:
         return {"Authorization": f"Bearer {self.access_token}"} if self.tokens else {}
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self.http.is_closed:  # a view still refreshing after logout or close: unreachable, not a crash
+            raise ServerUnreachable("the session is closed")
         try:
             return await self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
