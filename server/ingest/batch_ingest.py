@@ -36,6 +36,8 @@ async def ingest_together(
     tenant_id: int,
     source: str,
     messages: Sequence[list[DeviceValues]],
+    *,
+    urgent: bool = False,
 ) -> list[Outcome]:
     """Store the messages (each a list of items) and say what became of each.
 
@@ -44,7 +46,7 @@ async def ingest_together(
     message in a batch costs two calls, not one per message. A refusal that names no item falls
     back to one call per message. Storage trouble (`storage_trouble`) propagates: none of the
     messages may be acknowledged, the broker redelivers them. Counters end up as if every
-    message had been ingested on its own.
+    message had been ingested on its own. `urgent` goes to `IngestPipeline.ingest`.
     """
     outcomes: list[Outcome | None] = [None] * len(messages)
     pending = list(range(len(messages)))
@@ -52,7 +54,7 @@ async def ingest_together(
         owner = [m for m in pending for _ in messages[m]]
         items = [item for m in pending for item in messages[m]]
         try:
-            merged = await pipeline.ingest(tenant_id, items, source=source)
+            merged = await pipeline.ingest(tenant_id, items, source=source, urgent=urgent)
         except Exception as exc:
             if storage_trouble(exc):
                 raise
@@ -60,14 +62,14 @@ async def ingest_together(
             culprit = _culprit(exc, owner)
             if culprit is None:
                 break
-            outcomes[culprit] = await _alone(pipeline, tenant_id, source, messages[culprit])
+            outcomes[culprit] = await _alone(pipeline, tenant_id, source, messages[culprit], urgent)
             pending.remove(culprit)
             continue
         for m, outcome in zip(pending, _split(merged, [messages[m] for m in pending]), strict=True):
             outcomes[m] = outcome
         pending = []
     for m in pending:
-        outcomes[m] = await _alone(pipeline, tenant_id, source, messages[m])
+        outcomes[m] = await _alone(pipeline, tenant_id, source, messages[m], urgent)
     done: list[Outcome] = []
     for each in outcomes:
         assert each is not None  # every message was stored merged, refused or tried alone
@@ -75,9 +77,11 @@ async def ingest_together(
     return done
 
 
-async def _alone(pipeline: IngestPipeline, tenant_id: int, source: str, message: list[DeviceValues]) -> Outcome:
+async def _alone(
+    pipeline: IngestPipeline, tenant_id: int, source: str, message: list[DeviceValues], urgent: bool
+) -> Outcome:
     try:
-        return await pipeline.ingest(tenant_id, message, source=source)
+        return await pipeline.ingest(tenant_id, message, source=source, urgent=urgent)
     except Exception as exc:
         if storage_trouble(exc):
             raise
@@ -113,7 +117,8 @@ class Coalescer:
 
     A lone request goes at once; under load the requests gather behind the commits in flight,
     so the pipeline's per-call cost is paid once per many requests, each still answered only
-    after its own samples are committed.
+    after its own samples are committed. Its calls are urgent (`IngestPipeline.ingest`): the
+    requests are batched here already, and their clients can send nothing more until answered.
     """
 
     def __init__(self, pipeline: IngestPipeline, source: str, *, in_flight: int = 2) -> None:
@@ -144,7 +149,10 @@ class Coalescer:
         for tenant_id, items, done in batch:
             groups.setdefault(tenant_id, []).append((items, done))
         results = await asyncio.gather(
-            *(ingest_together(self.pipeline, t, self.source, [items for items, _ in g]) for t, g in groups.items()),
+            *(
+                ingest_together(self.pipeline, t, self.source, [items for items, _ in g], urgent=True)
+                for t, g in groups.items()
+            ),
             return_exceptions=True,
         )
         for group, result in zip(groups.values(), results, strict=True):

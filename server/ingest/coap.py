@@ -46,7 +46,7 @@ from typing import Any
 
 import aiocoap  # type: ignore[import-untyped, unused-ignore]
 from aiocoap import resource  # type: ignore[import-untyped, unused-ignore]
-from aiocoap.blockwise import Block1Spool  # type: ignore[import-untyped, unused-ignore]
+from aiocoap.blockwise import Block1Spool, Block2Cache  # type: ignore[import-untyped, unused-ignore]
 from aiocoap.numbers.codes import Code  # type: ignore[import-untyped, unused-ignore]
 from aiocoap.numbers.contentformat import ContentFormat  # type: ignore[import-untyped, unused-ignore]
 from aiocoap.util.linkformat import Link, LinkFormat  # type: ignore[import-untyped, unused-ignore]
@@ -68,6 +68,7 @@ from server.domain.principal import Principal
 from server.domain.quality import Quality
 from server.ingest.adapter import Adapter, Backoff, IngestContext
 from server.ingest.batch_ingest import Coalescer
+from server.ingest.coap_context import IngestCoapContext
 from server.ingest.lookup_cache import LookupCache
 from server.ingest.payloads import DecodeError, decode_telemetry
 from server.services.auth import PRINCIPAL_CACHE_S, AuthService
@@ -204,15 +205,32 @@ class _Telemetry(resource.Resource):  # type: ignore[misc, unused-ignore]
         super().__init__()
         self.adapter = adapter
         self._block1 = _BoundedSpool(adapter.max_bytes)
+        self._block2 = Block2Cache()
 
     async def render_to_pipe(self, pipe: Any) -> None:
-        try:
-            await super().render_to_pipe(pipe)
-        except _TooLarge as exc:
-            pipe.add_response(await self.adapter.too_large(pipe.request, exc.size), is_last=True)
+        """A plain POST (no block options, the usual device message) skips aiocoap's block-wise
+        spool and cache; a transfer in blocks, and an answer too large for one datagram, take
+        aiocoap's path."""
+        request = pipe.request
+        opt = request.opt
+        if request.code != Code.POST or opt.block1 is not None or opt.block2 is not None:
+            try:
+                await super().render_to_pipe(pipe)
+            except _TooLarge as exc:
+                pipe.add_response(await self.adapter.too_large(request, exc.size), is_last=True)
+            return
+        response = await self.adapter.post_telemetry(request)
+        if len(response.payload) > request.remote.maximum_payload_size:
+            response = await self._block2.extract_or_insert(request, partial(_ready, response))
+        response.opt.no_response = opt.no_response
+        pipe.add_response(response, is_last=True)
 
     async def render_post(self, request: Any) -> Any:
         return await self.adapter.post_telemetry(request)
+
+
+async def _ready(response: Any) -> Any:
+    return response
 
 
 class _DeviceList(resource.Resource):  # type: ignore[misc, unused-ignore]
@@ -321,7 +339,7 @@ class CoapAdapter:
 
     async def _bind(self) -> bool:
         try:
-            self._context = await aiocoap.Context.create_server_context(
+            self._context = await IngestCoapContext.create_server_context(
                 self.site(), bind=(self.host, self.port), transports=["udp6"]
             )
         except OSError as exc:
@@ -353,8 +371,8 @@ class CoapAdapter:
 
     # -- authentication ------------------------------------------------------------------
 
-    async def principal(self, request: Any, permission: Permission) -> Principal:
-        key = _query(request).get("key", "")
+    async def principal(self, request: Any, permission: Permission, query: dict[str, str] | None = None) -> Principal:
+        key = (_query(request) if query is None else query).get("key", "")
         if not key:
             raise Unauthorized("pass the tenant's API key as the URI query key=...")
         principal = await self.keys.principal(key)
@@ -365,8 +383,9 @@ class CoapAdapter:
 
     async def post_telemetry(self, request: Any) -> Any:
         payload: bytes = request.payload
+        query = _query(request)
         try:
-            who = await self.principal(request, Permission.TELEMETRY_WRITE)
+            who = await self.principal(request, Permission.TELEMETRY_WRITE, query)
         except Unauthorized as exc:
             await self.ctx.reject(
                 SOURCE, None, _origin(request, POST), DecodeError("unauthorized", exc.detail), payload
@@ -379,13 +398,13 @@ class CoapAdapter:
             )
             return _error(Code.FORBIDDEN, exc.detail)
         tenant_id = who.tenant_id
-        if request.opt.content_format not in (None, JSON_FORMAT):
-            detail = f"Content-Format {request.opt.content_format} is not supported; send application/json (50)"
+        content_format = request.opt.content_format
+        if content_format is not None and content_format != JSON_FORMAT:
+            detail = f"Content-Format {content_format} is not supported; send application/json (50)"
             await self.ctx.reject(
                 SOURCE, tenant_id, _origin(request, POST), DecodeError("unsupported_format", detail), payload
             )
             return _error(Code.UNSUPPORTED_CONTENT_FORMAT, detail)
-        query = _query(request)
         try:
             items = decode_telemetry(
                 payload, device=query.get("device") or None, max_bytes=self.max_bytes, max_items=self.max_items

@@ -168,19 +168,21 @@ class IngestPipeline:
         return entry
 
     async def ingest(
-        self, tenant_id: int, items: list[DeviceValues], *, source: str = "http", wait: bool = True
-    ) -> IngestResult:
+        self, tenant_id: int, items: list[DeviceValues], *, source: str = "http", wait: bool = True,
+        urgent: bool = False,
+    ) -> IngestResult:  # fmt: skip
+        """`urgent`: the historian commits without lingering (`HistorianWriter.submit_nowait`)."""
         stats = self.adapter(source, tenant_id)
         stats.received += sum(len(i.values) for i in items)
         try:
-            result = await self._ingest(tenant_id, items, wait)
+            result = await self._ingest(tenant_id, items, wait, urgent)
         except (InvalidInput, NotFound) as exc:
             stats.rejected[refusal_reason(exc)] += sum(len(i.values) for i in items)
             raise
         stats.accepted += result.accepted
         return result
 
-    async def _ingest(self, tenant_id: int, items: list[DeviceValues], wait: bool) -> IngestResult:
+    async def _ingest(self, tenant_id: int, items: list[DeviceValues], wait: bool, urgent: bool) -> IngestResult:
         now = self.clock()
         latest_ok = now + self.max_future_skew_s
         devices: list[_Device] = []
@@ -246,7 +248,7 @@ class IngestPipeline:
             return IngestResult(0, created, created_by)
         if updates:
             self.bus.publish(ValueBatch(tenant_id, updates))
-        done = await self.writer.submit(SampleColumns.from_lists(tag_ids, stamps, values, qualities))
+        done = await self.writer.submit(SampleColumns.from_lists(tag_ids, stamps, values, qualities), urgent=urgent)
         if wait:
             await done
         return IngestResult(len(tag_ids), created, created_by)

@@ -150,6 +150,25 @@ async def test_a_lone_sample_does_not_wait_for_the_rollup_timer(store: SampleSto
     assert await store.count([1]) == 1
 
 
+async def test_an_urgent_chunk_ends_the_linger(store: SampleStore) -> None:
+    """Right after a commit the writer lingers for more chunks; a chunk whose senders wait for
+    their answer (CoAP's coalescer) goes at once, and takes the lingering ones with it."""
+    import asyncio
+
+    writer = HistorianWriter(store, flush_interval=10, rollup_interval=3600, linger=10, linger_gap=10)
+    await writer.start()
+    await asyncio.wait_for(await writer.submit(series(1, 1)), 5)  # idle: at once
+    lingering = await writer.submit(series(2, 1, seed=2))  # just after a commit: lingers
+    await asyncio.sleep(0.3)
+    assert not lingering.done()
+    urgent = await writer.submit(series(3, 1, seed=3), urgent=True)
+    await asyncio.wait_for(asyncio.gather(lingering, urgent), 5)
+    again = await writer.submit(series(4, 1, seed=4), urgent=True)  # and again right after a commit
+    await asyncio.wait_for(again, 5)
+    await writer.stop()
+    assert [await store.count([t]) for t in (1, 2, 3, 4)] == [1, 1, 1, 1]
+
+
 async def test_forgotten_tags_are_never_written(store: SampleStore) -> None:
     writer = HistorianWriter(store, batch_size=10_000, flush_interval=3600, rollup_interval=3600)
     await writer.start()

@@ -337,6 +337,72 @@ def test_garbage_datagrams_and_an_oversized_single_datagram(coap: CoapServer) ->
     assert json.loads(coap.post(ok, f"key={key}")[0])["accepted"] == 1  # still serving
 
 
+def test_a_repeated_con_gets_the_same_answer_and_is_stored_once(coap: CoapServer) -> None:
+    """A device that missed our ACK sends its CON again (same message ID): RFC 7252 §4.5 says
+    answer it as before, not process it again. `server/ingest/coap_context.py` keeps that rule
+    with its own bookkeeping; this is the check that it (and aiocoap below it) still does."""
+    tenant = coap.live.new_tenant()
+    tenant.build_plant()
+    key = api_key(tenant)
+    body = json.dumps({"device": DEVICE, "ts": time.time() - 5, "values": {"Flow": 42.5}}).encode()
+    request = aiocoap.Message(code=Code.POST, uri_path=("telemetry",), uri_query=(f"key={key}",), payload=body)
+    request.mtype, request.mid, request.token = aiocoap.CON, 3210, b"\x07\x08"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        answers = []
+        for _ in range(3):
+            s.sendto(request.encode(), ("127.0.0.1", coap.port))
+            answers.append(s.recvfrom(65_536)[0])
+    assert answers[0] == answers[1] == answers[2]
+    first = aiocoap.Message.decode(answers[0])
+    assert (first.code, first.mtype, first.mid) == (Code.CHANGED, aiocoap.ACK, 3210)
+    assert history(tenant, FLOW) == [42.5]
+    assert stats(tenant)["accepted"] == 1
+
+
+def test_repeats_are_recognised_for_the_exchange_lifetime_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deduplication's own expiry, on a bare context with a short lifetime: remembered
+    while young, forgotten after, and a message ID used again later is a new request."""
+    from aiocoap import resource
+
+    from server.ingest import coap_context
+
+    monkeypatch.setattr(coap_context, "EXCHANGE_LIFETIME_S", 0.3)
+    monkeypatch.setattr(coap_context, "SWEEP_S", 0.1)
+    rendered: list[bytes] = []
+
+    class Echo(resource.Resource):  # type: ignore[misc]
+        async def render_post(self, request: Any) -> Any:
+            rendered.append(request.payload)
+            return aiocoap.Message(code=Code.CHANGED, payload=b"n=%d" % len(rendered))
+
+    async def run() -> tuple[list[bytes], list[int]]:
+        site = resource.Site()
+        site.add_resource(("echo",), Echo())
+        port = free_port()
+        ctx = await coap_context.IngestCoapContext.create_server_context(site, bind=("127.0.0.1", port))
+        (manager,) = ctx.message_managers()
+        loop = asyncio.get_running_loop()
+        request = aiocoap.Message(code=Code.POST, uri_path=("echo",), payload=b"x")
+        request.mtype, request.mid, request.token = aiocoap.CON, 77, b"\x01"
+        answers, remembered = [], []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            for wait in (0.0, 0.05, 0.6):  # a repeat at once, then one after the lifetime
+                await asyncio.sleep(wait)
+                remembered.append(manager.remembered)
+                await loop.sock_sendto(s, request.encode(), ("127.0.0.1", port))
+                answers.append((await asyncio.wait_for(loop.sock_recvfrom(s, 65_536), 5))[0])
+        await ctx.shutdown()
+        return answers, remembered
+
+    answers, remembered = asyncio.run(run())
+    payloads = [aiocoap.Message.decode(a).payload for a in answers]
+    assert payloads == [b"n=1", b"n=1", b"n=2"]
+    assert rendered == [b"x", b"x"]
+    assert remembered == [0, 1, 0]
+
+
 def test_historian_failure_is_503_with_max_age(coap: CoapServer) -> None:
     tenant = coap.live.new_tenant()
     tenant.build_plant()
@@ -346,7 +412,7 @@ def test_historian_failure_is_503_with_max_age(coap: CoapServer) -> None:
     real = srv.pipeline.writer
 
     class Broken:
-        async def submit(self, columns: Any) -> Any:
+        async def submit(self, columns: Any, **_: Any) -> Any:
             raise Unavailable("historian write failed: disk on fire")
 
     async def post() -> Any:

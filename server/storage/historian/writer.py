@@ -41,6 +41,7 @@ class WriterStats:
 class _Pending:
     chunk: SampleColumns
     done: asyncio.Future[None] = field(repr=False)
+    urgent: bool = False
 
 
 class HistorianWriter:
@@ -69,6 +70,8 @@ class HistorianWriter:
         """...but only while chunks keep coming: a gap this long ends the wait. Senders that wait
         for their commit before sending more (CoAP and HTTP clients, a bounded AMQP prefetch)
         can't add anything, so lingering would only add to their latency."""
+        self._urgent = 0
+        """Queued chunks whose senders asked not to linger (see `submit_nowait`)."""
         self._arrived = asyncio.Event()
         self._last_flush_end = -math.inf
         self.stats = WriterStats()
@@ -95,14 +98,20 @@ class HistorianWriter:
             await self._task
             self._task = None
 
-    def submit_nowait(self, chunk: SampleColumns) -> asyncio.Future[None]:
-        """Queue a chunk; the future resolves when it is committed (or fails with the reason)."""
+    def submit_nowait(self, chunk: SampleColumns, *, urgent: bool = False) -> asyncio.Future[None]:
+        """Queue a chunk; the future resolves when it is committed (or fails with the reason).
+
+        `urgent`: its senders wait for this commit before they can send more, and the caller has
+        batched them already (CoAP's coalescer); the next commit then goes without lingering.
+        Lingering there only added its gap to every request: the coalesced calls arrive together
+        right after a commit, then nothing comes until the next one."""
         if self._stopping:
             raise Unavailable("historian is shutting down")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         first = not self._queue
-        self._queue.append(_Pending(chunk, fut))
+        self._queue.append(_Pending(chunk, fut, urgent))
         self._queued += len(chunk)
+        self._urgent += urgent
         self._arrived.set()
         if first or self._queued >= self.batch_size:
             # The first chunk starts the flush_interval clock; a full batch goes at once.
@@ -111,10 +120,10 @@ class HistorianWriter:
             self._room.clear()
         return fut
 
-    async def submit(self, chunk: SampleColumns) -> asyncio.Future[None]:
+    async def submit(self, chunk: SampleColumns, *, urgent: bool = False) -> asyncio.Future[None]:
         """Queue a chunk, waiting for room first: back-pressure instead of unbounded memory."""
         await self._room.wait()
-        return self.submit_nowait(chunk)
+        return self.submit_nowait(chunk, urgent=urgent)
 
     def unmerged(self, tag_id: int, width: int) -> rollup.Rollup:
         """This tag's deltas not yet in the `width` tier table, at a width that divides it."""
@@ -157,7 +166,7 @@ class HistorianWriter:
                 except TimeoutError:
                     pass
             self._wake.clear()
-            if time.monotonic() - self._last_flush_end < self.linger:
+            if not self._urgent and time.monotonic() - self._last_flush_end < self.linger:
                 await self._linger()
             if self._queue:
                 await self._flush()
@@ -174,7 +183,7 @@ class HistorianWriter:
     async def _linger(self) -> None:
         """Wait for more chunks while they keep coming, up to `linger`; a full batch goes at once."""
         deadline = time.monotonic() + self.linger
-        while self._queue and self._queued < self.batch_size and not self._stopping:
+        while self._queue and self._queued < self.batch_size and not self._stopping and not self._urgent:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -196,6 +205,7 @@ class HistorianWriter:
         taken = self._queue[:n]
         del self._queue[:n]
         self._queued -= total
+        self._urgent -= sum(p.urgent for p in taken)
         if self._queued < self.max_pending:
             self._room.set()
         return taken
