@@ -15,19 +15,21 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer
+from PySide6.QtCore import QModelIndex, QObject, Qt, QTimer
 from PySide6.QtGui import QColor, QFont
 
 from hmi.models.alarms import Alarm, AlarmChange, AlarmStore
+from hmi.models.qt_table import Index, RowTableModel
 from hmi.style import PRIORITY_COLOURS, PRIORITY_TEXT
 
 COLUMNS = ["", "Priority", "Time", "Alarm", "Message", "Source", "State"]
 ALARM_ROLE = Qt.ItemDataRole.UserRole + 1
-Index = QModelIndex | QPersistentModelIndex
 
 
-class AlarmTableModel(QAbstractTableModel):
+class AlarmTableModel(RowTableModel):
     """Rows follow `AlarmStore.visible()`; unacknowledged rows blink at 1 Hz."""
+
+    columns = COLUMNS
 
     def __init__(self, store: AlarmStore, blink_ms: int = 500, apply_ms: int = 100,
                  parent: QObject | None = None) -> None:  # fmt: skip
@@ -124,17 +126,6 @@ class AlarmTableModel(QAbstractTableModel):
         if unacked:
             self.dataChanged.emit(self.index(unacked[0], 0), self.index(unacked[-1], 1),
                                   [Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ForegroundRole])  # fmt: skip
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802
-        return len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self.rows):

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QAbstractItemView, QLabel, QPushButton, QTableView, QVBoxLayout, QWidget
 
 from hmi.client.errors import ApiError, ServerUnreachable
 from hmi.client.slices import Slicer
+from hmi.models.qt_table import Index, RowTableModel
 from hmi.qt_async import async_slot
 
 COLUMNS = ["id", "name", "priority", "enabled", "version", "state", "problem"]
@@ -30,10 +31,9 @@ def condition_row(condition: dict[str, Any]) -> tuple[str, ...]:
     return tuple("" if v is None else str(v) for v in values)
 
 
-Index = QModelIndex | QPersistentModelIndex
+class ConditionTableModel(RowTableModel):
+    columns = COLUMNS
 
-
-class ConditionTableModel(QAbstractTableModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.rows: list[tuple[str, ...]] = []
@@ -42,17 +42,6 @@ class ConditionTableModel(QAbstractTableModel):
         self.beginResetModel()
         self.rows = rows
         self.endResetModel()
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802
-        return len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if role != Qt.ItemDataRole.DisplayRole or not index.isValid() or index.row() >= len(self.rows):
