@@ -39,15 +39,13 @@ SourceQ = Annotated[
 ]
 
 
-def _range(start: datetime | None, end: datetime | None) -> tuple[float, float]:
-    t_end = to_epoch(end) if end else time.time()
-    return (to_epoch(start) if start else t_end - 3600), t_end
-
-
-def _svc(ctx: ApiContext) -> AnalyticsService:
+def _prepare(ctx: ApiContext, start: datetime | None, end: datetime | None) -> tuple[AnalyticsService, float, float]:
+    """The service and the range in epoch seconds (end default now, start default end - 1 h): the
+    opening every route shares, in one place so the defaults cannot drift between them."""
     if ctx.analytics is None:
         raise Unavailable("analytics are not configured on this server")
-    return ctx.analytics
+    t_end = to_epoch(end) if end else time.time()
+    return ctx.analytics, (to_epoch(start) if start else t_end - 3600), t_end
 
 
 class _Basis(TypedDict):
@@ -90,8 +88,7 @@ async def series(
     max_points: int = Query(2000, description="raw when the range holds fewer samples, else bucket means"),
 ) -> SeriesOut:
     """The series (as /history), its trailing moving average and its rate of change per minute."""
-    svc = _svc(ctx)
-    t_start, t_end = _range(start, end)
+    svc, t_start, t_end = _prepare(ctx, start, end)
     r = await svc.series(who, node, t_start, t_end, window, window_s, max_points)
     decimated = r.history.decimated is not None
     return SeriesOut(
@@ -108,8 +105,7 @@ async def statistics(
     who: Caller, ctx: Ctx, node: Node, start: Start = None, end: End = None, source: SourceQ = "auto"
 ) -> StatisticsOut:
     """Count, mean, median, std, variance, min, max, range, percentiles, CV and IQR."""
-    svc = _svc(ctx)
-    t_start, t_end = _range(start, end)
+    svc, t_start, t_end = _prepare(ctx, start, end)
     c = await svc.statistics(who, node, t_start, t_end, source)
     s = c.result
     return StatisticsOut(
@@ -135,8 +131,7 @@ async def trend(
     source: SourceQ = "auto",
 ) -> TrendOut:
     """Least-squares slope, R² and a direction (increasing, decreasing, stable)."""
-    svc = _svc(ctx)
-    t_start, t_end = _range(start, end)
+    svc, t_start, t_end = _prepare(ctx, start, end)
     c = await svc.trend(who, node, t_start, t_end, source, threshold_per_hour)
     tr = c.result
     approx = [] if c.loaded.source == "raw" else ["slope_per_s", "slope_per_hour", "intercept", "fitted_end", "r2"]
@@ -163,8 +158,7 @@ async def correlation(
     source: SourceQ = "auto",
 ) -> CorrelationOut:
     """Pearson r between two tags aligned on a common time grid, with n, p-value and strength."""
-    svc = _svc(ctx)
-    t_start, t_end = _range(start, end)
+    svc, t_start, t_end = _prepare(ctx, start, end)
     r = await svc.correlation(who, node, other, t_start, t_end, source, step_s, tolerance_s)
     c = r.result
     return CorrelationOut(
@@ -188,8 +182,7 @@ async def forecast(
     max_points: int = Query(1000, ge=10, le=10_000, description="above this many samples, bucket means are used"),
 ) -> ForecastOut:
     """Linear regression or Holt-Winters (daily cycle), with prediction intervals."""
-    svc = _svc(ctx)
-    t_start, t_end = _range(start, end)
+    svc, t_start, t_end = _prepare(ctx, start, end)
     r = await svc.forecast(who, node, t_start, t_end, horizon, confidence, method, max_points)
     f, sel = r.forecast, r.selection
     return ForecastOut(
