@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
@@ -36,6 +36,16 @@ def _service(ctx: Any) -> AnomalyService:
 def _range(start: datetime | None, end: datetime | None, default_s: float) -> tuple[float, float]:
     t_end = to_epoch(end) if end else time.time()
     return (to_epoch(start) if start else t_end - default_s), t_end
+
+
+StartLastHour = Annotated[datetime | None, Query(description="default end - 1 h")]
+EndNow = Annotated[datetime | None, Query(description="default now")]
+
+
+def _last_hour(start: datetime | None, end: datetime | None) -> tuple[float, float]:
+    """The range of /predictions and /bands (the last hour by default): declared and defaulted once,
+    so the two stay in step, and /bands keeps the range of the /history it is drawn beside."""
+    return _range(start, end, 3600)
 
 
 @router.post("/models", response_model=AnomalyModelOut, status_code=202)
@@ -95,12 +105,12 @@ async def monitoring(
 async def predictions(
     who: Caller, ctx: Ctx,
     device: str = Query(max_length=2000, description="node id or path of the device"),
-    start: datetime | None = Query(None, description="default end - 1 h"),
-    end: datetime | None = Query(None, description="default now"),
+    start: StartLastHour = None,
+    end: EndNow = None,
     model: int | None = Query(None, description="a version of the device's model; default the active one"),
 ) -> dict[str, Any]:  # fmt: skip
     """Scores of every window of the device over the range, from its history."""
-    t_start, t_end = _range(start, end, 3600)
+    t_start, t_end = _last_hour(start, end)
     return await _service(ctx).predictions(who, device, t_start, t_end, model)
 
 
@@ -108,8 +118,8 @@ async def predictions(
 async def bands(
     who: Caller, ctx: Ctx,
     node: str = Query(max_length=2000, description="tag node id or path"),
-    start: datetime | None = Query(None, description="default end - 1 h"),
-    end: datetime | None = Query(None, description="default now"),
+    start: StartLastHour = None,
+    end: EndNow = None,
     max_points: int = Query(2000, ge=10, le=20_000),
     k: float = Query(3.0, gt=0, le=20, description="half-width in learned standard deviations"),
     method: Literal["expected", "rolling"] | None = Query(
@@ -119,5 +129,5 @@ async def bands(
 ) -> dict[str, Any]:  # fmt: skip
     """The band to draw around a tag's trend, with the device's anomalous windows as markers;
     fetch it beside GET /history with the same node, start and end."""
-    t_start, t_end = _range(start, end, 3600)
+    t_start, t_end = _last_hour(start, end)
     return await _service(ctx).bands(who, node, t_start, t_end, max_points=max_points, k=k, method=method)
