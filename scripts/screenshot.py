@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -27,7 +29,13 @@ CONDITIONS = [  # (tag suffix, priority, name, which limit, offset from the pres
 PENS = ["Area1/Pump1/Flow", "Area1/Pump1/Pressure", "Area1/Tank1/Level", "Utilities/Boiler1/SupplyTemp"]
 
 
-async def shoot(url: str, out: Path) -> None:
+if TYPE_CHECKING:
+    from hmi.shell import Shell
+
+
+async def open_console(url: str) -> Shell:
+    """The console of every screenshot: a fresh profile, 1600x1000, logged in as the plant's admin,
+    the trend over the last hour (shared with screenshot_analytics.py, which started as a copy)."""
     from PySide6.QtWidgets import QApplication
 
     from hmi.shell import Shell
@@ -36,12 +44,29 @@ async def shoot(url: str, out: Path) -> None:
     app = QApplication.instance()
     assert isinstance(app, QApplication)
     shell = Shell(app, Path(tempfile.mkdtemp()), url, TENANT, ADMIN, use_os_keyring=False)
-    window, console = shell.window, shell.console
-    window.resize(1600, 1000)
-    window.show()
+    shell.window.resize(1600, 1000)
+    shell.window.show()
     await shell._login(LoginForm(url, TENANT, ADMIN, PASSWORD))  # noqa: SLF001 - what the dialog does
+    shell.window.trend.set_span(3600)
+    return shell
+
+
+def run_in_qt(shot: Coroutine[Any, Any, None]) -> None:
+    """Run `shot` to its end on a Qt application's event loop (qasync), as the console runs."""
+    from PySide6.QtWidgets import QApplication
+    from qasync import QEventLoop
+
+    app = QApplication(sys.argv[:1])
+    loop = QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with loop:
+        loop.run_until_complete(shot)
+
+
+async def shoot(url: str, out: Path) -> None:
+    shell = await open_console(url)
+    window, console = shell.window, shell.console
     by_suffix = {t["path"].split("/", 1)[1]: t for t in tags_cache}
-    window.trend.set_span(3600)
     await console.add_to_trend([{"node_id": by_suffix[s]["node_id"], "path": by_suffix[s]["path"],
                                  "unit": by_suffix[s]["unit"]} for s in PENS])  # fmt: skip
     tree = window.tree
@@ -87,14 +112,7 @@ def main() -> int:
                 limit = float(tag["value"]) + offset  # type: ignore[arg-type]
                 body = {"name": name, "priority": priority, "spec": {"kind": "limit", "tag": tag["path"], level: limit}}
                 api.post("/api/v1/alarms/conditions", json=body).raise_for_status()
-        from PySide6.QtWidgets import QApplication
-        from qasync import QEventLoop
-
-        app = QApplication(sys.argv[:1])
-        loop = QEventLoop(app)
-        asyncio.set_event_loop(loop)
-        with loop:
-            loop.run_until_complete(shoot(plant.url, out))
+        run_in_qt(shoot(plant.url, out))
     finally:
         plant.stop()
     return 0

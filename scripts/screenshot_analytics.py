@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hmi_plant import ADMIN, PASSWORD, TENANT, start_plant, tags  # noqa: E402
+from bench.hmi_plant import start_plant, tags  # noqa: E402
+from scripts.screenshot import open_console, run_in_qt  # noqa: E402
 
 DEVICE = "Plant1/Area1/Pump1"
 PENS = [f"{DEVICE}/Flow", f"{DEVICE}/Pressure"]
@@ -24,19 +24,8 @@ SPIKE_AGO_S = 900  # a minute of flow 40 m³/h too high, 15 minutes ago
 
 
 async def shoot(url: str, out: Path, by_path: dict[str, dict[str, object]]) -> None:
-    from PySide6.QtWidgets import QApplication
-
-    from hmi.shell import Shell
-    from hmi.views.login_dialog import LoginForm
-
-    app = QApplication.instance()
-    assert isinstance(app, QApplication)
-    shell = Shell(app, Path(tempfile.mkdtemp()), url, TENANT, ADMIN, use_os_keyring=False)
+    shell = await open_console(url)
     window, console = shell.window, shell.console
-    window.resize(1600, 1000)
-    window.show()
-    await shell._login(LoginForm(url, TENANT, ADMIN, PASSWORD))  # noqa: SLF001 - what the dialog does
-    window.trend.set_span(3600)
     await console.add_to_trend([{"node_id": by_path[p]["node_id"], "path": p, "unit": by_path[p]["unit"]}
                                 for p in PENS])  # fmt: skip
     analytics = window.analytics
@@ -88,14 +77,7 @@ def main() -> int:
                     break
                 time.sleep(0.5)
             print(f"model {model['id']}: {model['status']} {model.get('error') or ''}")  # noqa: T201
-        from PySide6.QtWidgets import QApplication
-        from qasync import QEventLoop
-
-        app = QApplication(sys.argv[:1])
-        loop = QEventLoop(app)
-        asyncio.set_event_loop(loop)
-        with loop:
-            loop.run_until_complete(shoot(plant.url, out, by_path))
+        run_in_qt(shoot(plant.url, out, by_path))
     finally:
         plant.stop()
     return 0
