@@ -108,10 +108,15 @@ class _BareTelemetry(resource.Resource):  # type: ignore[misc, unused-ignore]
                                content_format=ContentFormat.JSON)  # fmt: skip
 
 
-async def bare_server(port: int) -> None:
+async def bare_server(port: int, lean: bool) -> None:
     site = resource.Site()
     site.add_resource(("telemetry",), _BareTelemetry())
-    ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port), transports=["udp6"])
+    context = aiocoap.Context
+    if lean:  # diagnostic: the server's own aiocoap context (deduplication, task name)
+        from server.ingest.coap_context import IngestCoapContext
+
+        context = IngestCoapContext
+    ctx = await context.create_server_context(site, bind=("127.0.0.1", port), transports=["udp6"])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -124,8 +129,10 @@ async def bare_server(port: int) -> None:
 def bare_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="bench.ingest_coap _bare")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--lean", action="store_true")
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(bare_server(p.parse_args(argv).port))  # plain asyncio, as the server runs
+    a = p.parse_args(argv)
+    asyncio.run(bare_server(a.port, a.lean))  # plain asyncio, as the server runs
     print(json.dumps({"stopped": True}), flush=True)
     return 0
 
@@ -330,7 +337,8 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
             assert server.proc is not None
             token = setup_namespace(server.base, a.devices, a.values)
             key = api_key(server.base, token)
-            bare = await helper_process("bench.ingest_coap", "--port", str(bare_port))
+            lean = ["--lean"] if a.bare_lean else []
+            bare = await helper_process("bench.ingest_coap", "--port", str(bare_port), *lean)
             try:
                 clients = [await aiocoap.Context.create_client_context(transports=["udp6"])
                            for _ in range(a.concurrency)]  # fmt: skip
@@ -438,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-quiet-wait", type=float, default=120, help="seconds to wait for an idle machine")
     p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                    help="diagnostic: an extra server setting, e.g. IIOT_OPCUA_PORT=0 (repeatable)")  # fmt: skip
+    p.add_argument("--bare-lean", action="store_true",
+                   help="diagnostic: the bare server on server/ingest/coap_context.py")  # fmt: skip
     p.add_argument("--backend", choices=[*BACKENDS, "both"], default="both")
     p.add_argument("--no-doc", action="store_true", help="print only, do not append to docs/benchmarks.md")
     a = p.parse_args(args)
@@ -476,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     title = "CoAP ingest against a bare aiocoap server"
     if a.extra_env:
         title += f" (diagnostic: server with {', '.join(a.server_env)})"
+    if a.bare_lean:
+        title += " (diagnostic: the bare server on the server's own aiocoap context)"
     publish(title, rows, notes, cmd.strip(), write=not a.no_doc)
     return 0
 
