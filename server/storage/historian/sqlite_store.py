@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import itertools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -44,36 +42,6 @@ def _rollup_from_rows(rows: list[tuple[float, ...]]) -> Rollup:
         a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2], a[:, 3], a[:, 4],
         a[:, 5].astype(np.int64), a[:, 6], a[:, 7], a[:, 8], a[:, 9],
     )  # fmt: skip
-
-
-INSERT_ROWS = 128
-"""Rows per multi-row INSERT (512 parameters: under the 999 of older SQLite builds)."""
-
-
-@functools.cache
-def _insert_sql(rows: int) -> str:
-    """`OR FAIL`, not the default `OR ABORT`: undoing a failed multi-row statement alone needs a
-    statement journal, which SQLite spilled to a temp file (`/var/tmp/etilqs_*`, created,
-    written and unlinked per statement: a quarter of the CoAP benchmark's system time). Our
-    transaction is rolled back whole on any error anyway, so nothing partial is ever kept."""
-    return "INSERT OR FAIL INTO samples (tag_id, ts, value, quality) VALUES " + ",".join(["(?,?,?,?)"] * rows)
-
-
-def _insert_samples(c: sqlite3.Connection, batch: SampleColumns) -> None:
-    """Multi-row INSERTs of 128, 64, ... 1 rows, not `executemany`.
-
-    sqlite3 releases the GIL around every step, and `executemany` steps once per row: with the
-    event loop busy, each row then waits to take the GIL back (a 300-row commit took 9.1 ms
-    instead of 2.7 ms beside a busy thread; 2.3 ms this way). One statement per block steps
-    once per block, and the few statement texts stay in sqlite3's statement cache."""
-    columns = (batch.tag_id.tolist(), batch.ts.tolist(), batch.value.tolist(), batch.quality.tolist())
-    flat = list(itertools.chain.from_iterable(zip(*columns, strict=True)))
-    n, start, block = len(batch), 0, INSERT_ROWS
-    while start < n:
-        while block > n - start:
-            block //= 2
-        c.execute(_insert_sql(block), flat[4 * start : 4 * (start + block)])
-        start += block
 
 
 @contextmanager
@@ -129,9 +97,11 @@ class SqliteSampleStore:
 
     async def write(self, batch: SampleColumns, windows: list[int]) -> None:
         def run(c: sqlite3.Connection) -> None:
-            # Rows are built here, on the writer thread, not on the event loop.
+            # Row tuples are built here, on the writer thread, not on the event loop.
+            columns = (batch.tag_id.tolist(), batch.ts.tolist(), batch.value.tolist(), batch.quality.tolist())
+            rows = zip(*columns, strict=True)
             with _transaction(c):
-                _insert_samples(c, batch)
+                c.executemany("INSERT INTO samples (tag_id, ts, value, quality) VALUES (?, ?, ?, ?)", rows)
                 c.executemany("INSERT INTO rollup_pending (min_ts, max_ts) VALUES (?, ?)", [(w, w) for w in windows])
 
         await self._w(run)
