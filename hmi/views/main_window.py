@@ -8,7 +8,16 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
-from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from hmi import __version__
 from hmi.client import LinkState
@@ -67,7 +76,7 @@ class MainWindow(QMainWindow):
             "journal": self._dock("Alarm journal", self.journal, area.BottomDockWidgetArea),
             "kpis": self._dock("Alarm KPIs", self.kpis, area.RightDockWidgetArea),
             "config": self._dock("Configuration", self.config, area.RightDockWidgetArea),
-            "analytics": self._dock("Analytics", self.analytics.panel, area.RightDockWidgetArea),
+            "analytics": self._dock("Analytics", _scrolled(self.analytics.panel), area.RightDockWidgetArea),
             "models": self._dock("Anomaly models", self.analytics.models, area.BottomDockWidgetArea),
         }
         self.tabifyDockWidget(self.docks["alarms"], self.docks["journal"])
@@ -98,6 +107,7 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState(LAYOUT_VERSION)  # for a user who has saved no layout
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        """A dock in `area`; docks tabbed together take the tallest one's minimum height."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock-{title}")
         dock.setWidget(widget)
@@ -292,3 +302,13 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.save_layout()
         super().closeEvent(event)
+
+
+def _scrolled(panel: QWidget) -> QScrollArea:
+    """A tall panel in a scroll area: the analytics panel's ~800 px minimum height, tabbed with
+    the KPIs, made the window 1,197 px tall, more than a 1080p screen."""
+    area = QScrollArea()
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    return area
