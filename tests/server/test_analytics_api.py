@@ -19,6 +19,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
+from server.analytics.correlation import strength
 from server.analytics.service import RAW_SLICE, THREAD_POINTS, AnalyticsService
 from server.storage.historian.columns import SampleColumns
 from tests.support import Api, LiveServer, TenantHandle
@@ -213,7 +214,10 @@ def test_correlation_aligns_tags_stamped_at_different_instants(plant: Plant) -> 
     assert xi.all()
     ref = stats.pearsonr(x[np.searchsorted(t, grid - 0.5)], py[np.searchsorted(pt, grid - 0.5)])
     close([body["r"], body["p_value"]], [ref.statistic, ref.pvalue])
-    assert body["n"] == body["grid_points"] and body["strength"] == "very strong" and body["direction"] == "positive"
+    assert body["n"] == body["grid_points"] and body["direction"] == "positive"
+    # The last hour's r depends on the time of day (the flow's daily cycle against its noise):
+    # 0.6-0.8 ("strong") around 03:00-04:00 UTC, above 0.8 at most hours. The label follows r.
+    assert body["strength"] == strength(body["r"]) and body["strength"] in ("strong", "very strong")
     whole = plant.get("correlation", node=FLOW, other=PRESSURE, start=plant.t[0], end=plant.end).json()
     assert whole["source"] == "rollup" and whole["step_s"] == 60.0 and whole["r"] > 0.99
 
