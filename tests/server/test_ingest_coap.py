@@ -153,6 +153,23 @@ def test_coap_client_posts_telemetry_into_the_historian(servers: dict[str, CoapS
     assert counters["rejected"] == {}
 
 
+def test_an_answer_larger_than_a_datagram_goes_in_blocks(coap: CoapServer) -> None:
+    """A POST creating many tags gets an answer naming them all, too large for one datagram:
+    it leaves the lean path for aiocoap's Block2 cache, and libcoap's client fetches the rest."""
+    tenant = coap.live.new_tenant()
+    tenant.build_plant()
+    key = api_key(tenant)
+    names = [f"NewTag{i:02d}" for i in range(48)]
+    body = json.dumps({"values": dict.fromkeys(names, 1.0)})
+    out, err = coap.post(body, f"key={key}&device={DEVICE}")
+    assert err == "", err
+    answer = json.loads(out)
+    assert len(out.encode()) > 1024  # more than one block
+    assert answer == {"accepted": 48, "created_tags": [f"{DEVICE}/{n}" for n in names]}
+    assert history(tenant, f"{DEVICE}/NewTag47") == [1.0]
+    assert stats(tenant)["accepted"] == 48
+
+
 # -- discovery and observe ----------------------------------------------------------------
 
 
