@@ -34,6 +34,7 @@ from tests.support import LiveServer, TenantHandle, database_url, make_settings
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 T = TypeVar("T")
+HARNESS_TASK = "test-harness-run"  # the task `run` drives; cancel_pending leaves it alone
 DEVICE = "Plant1/Area1/Pump7"
 FLOW, PRESSURE = f"{DEVICE}/Flow", f"{DEVICE}/Pressure"
 
@@ -144,20 +145,27 @@ def qloop(qapp: QApplication) -> Iterator[QEventLoop]:
 
 
 def run(loop: QEventLoop, awaitable: Awaitable[T], timeout: float = 30) -> T:
-    """Drive the qasync loop (and so Qt) until `awaitable` is done."""
+    """Drive the qasync loop (and so Qt) until `awaitable` is done. Every wait on the console's
+    loop goes through here, set-up and teardown included: a wait with no bound hangs the run,
+    and pytest-timeout cannot end it (its exception raised inside a Qt slot or an asyncio
+    callback is caught and logged there, so the test goes on waiting)."""
 
     backup: list[asyncio.TimerHandle] = []
+
+    def exit_again() -> None:
+        app = QApplication.instance()
+        assert app is not None
+        app.exit()
+        backup.append(loop.call_later(0.2, exit_again))
 
     async def bounded() -> T:
         try:
             return await asyncio.wait_for(awaitable, timeout)
-        finally:  # qasync's own stop (QApplication.exit) is now and then lost: exit again shortly
-            app = QApplication.instance()
-            assert app is not None
-            backup.append(loop.call_later(0.2, app.exit))
+        finally:  # qasync's own stop (QApplication.exit) is now and then lost: exit again until it ends
+            backup.append(loop.call_later(0.2, exit_again))
 
     try:
-        return loop.run_until_complete(bounded())
+        return loop.run_until_complete(loop.create_task(bounded(), name=HARNESS_TASK))
     finally:
         for handle in backup:
             handle.cancel()
@@ -213,17 +221,18 @@ def make_console(qloop: QEventLoop, tmp_path: Path) -> Iterator[Callable[..., Co
     yield make
     for harness in made:
         run(qloop, harness.console.close())
-    qloop.run_until_complete(cancel_pending())
+    run(qloop, cancel_pending())
     for harness in made:  # delete the windows while their models (owned by the consoles) still exist
         harness.window.close()
         harness.window.deleteLater()
-    qloop.run_until_complete(asyncio.sleep(0.05))
+    run(qloop, asyncio.sleep(0.05))
 
 
 async def cancel_pending() -> None:
     """End what the test left running (slots still awaiting), so nothing runs off the loop later:
     pytest-qt processes Qt events between tests, outside run_until_complete."""
-    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me and t.get_name() != HARNESS_TASK]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
