@@ -373,10 +373,14 @@ class StoredPoller:
             conn = sqlite3.connect(self.db.dsn, timeout=5, isolation_level=None)
             conn.execute("PRAGMA query_only = ON")
             marks = ",".join("?" * len(self.tag_ids))
-            sql = f"SELECT value, ts FROM samples WHERE tag_id IN ({marks}) AND ts > ?"
+            # Commits land in samples_recent first (SqliteSampleStore).
+            sql = " UNION ALL ".join(
+                f"SELECT value, ts FROM {t} WHERE tag_id IN ({marks}) AND ts > ?" for t in ("samples", "samples_recent")
+            )
 
             async def query(after: float) -> list[tuple[float, float]]:
-                return list(conn.execute(sql, (*self.tag_ids, after)).fetchall())  # µs: not worth a thread
+                args = (*self.tag_ids, after)
+                return list(conn.execute(sql, args * 2).fetchall())  # µs: not worth a thread
 
             close: Any = conn.close
         else:

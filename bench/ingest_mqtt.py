@@ -366,9 +366,14 @@ async def probe_stored(db_url: str, probe_node: str, lat: Latency, stop: asyncio
     )
     if db_url.startswith("sqlite"):
         conn = sqlite3.connect(db_url.split("///", 1)[1], check_same_thread=False)
+        tag = "(SELECT id FROM nodes WHERE node_id = ?)"
+        lite = (  # commits land in samples_recent first (SqliteSampleStore)
+            f"SELECT value, ts FROM samples WHERE tag_id = {tag} UNION ALL "
+            f"SELECT value, ts FROM samples_recent WHERE tag_id = {tag} ORDER BY ts DESC LIMIT 1"
+        )
         try:
             while not stop.is_set():
-                row = await asyncio.to_thread(lambda: conn.execute(query.format(p="?"), (probe_node,)).fetchone())
+                row = await asyncio.to_thread(lambda: conn.execute(lite, (probe_node, probe_node)).fetchone())
                 note(row[0] if row else None)
                 await asyncio.sleep(0.005)
         finally:

@@ -163,6 +163,19 @@ samples = sa.Table(
     sa.Index("ix_samples_tag_ts", "tag_id", "ts"),
 )
 
+samples_recent = sa.Table(
+    "samples_recent",
+    metadata,
+    sa.Column("tag_id", sa.Integer, nullable=False),
+    sa.Column("ts", SampleTime, nullable=False),
+    sa.Column("value", sa.Float(precision=53), nullable=False),
+    sa.Column("quality", sa.SmallInteger, nullable=False),
+    comment="SQLite's staging table; PostgreSQL's historian never uses it.",
+)
+"""SQLite commits land here first, with no index, and move into `samples` about once a second.
+A commit into `samples` writes every index page it touches, one per tag, whole, to the WAL:
+moving a second's samples in one go writes each page once instead of once per commit."""
+
 
 def rollup_table_name(width: int) -> str:
     return f"rollup_{width}s"
