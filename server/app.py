@@ -74,8 +74,11 @@ def open_sample_store(db: Database) -> SampleStore:
 class Server:
     """Everything the server runs, built in one place, started and stopped in order."""
 
-    def __init__(self, settings: Settings, *, bcrypt_rounds: int = 12) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, *, bcrypt_rounds: int = 12, freeze_gc: bool = True) -> None:
+        """`freeze_gc=False` when the server shares its process with a Qt GUI (the console's tests):
+        a collection run on the server's thread can free the GUI's QObjects, and their destructors
+        deadlock there waiting for the GIL."""
+        self.settings, self.freeze_gc = settings, freeze_gc
         self.db = Database(settings.database_url)
         self.bus = Bus()
         self.store = open_sample_store(self.db)
@@ -171,12 +174,13 @@ class Server:
             await adapter.start()
             self._stack.push_async_callback(adapter.stop)  # stopped before the writer flushes
             log.info("adapter %s started", adapter.name)
-        # Start-up objects live for the whole run: keep them out of full collections, which
-        # otherwise stop the event loop ~100 ms to walk them (seen in the latency benchmark).
-        gc.collect()
-        gc.freeze()
-        freezer = GcFreezer(self.bus)  # and again after bursts of run-time configuration
-        self._stack.callback(freezer.close)
+        if self.freeze_gc:
+            # Start-up objects live for the whole run: keep them out of full collections, which
+            # otherwise stop the event loop ~100 ms to walk them (seen in the latency benchmark).
+            gc.collect()
+            gc.freeze()
+            freezer = GcFreezer(self.bus)  # and again after bursts of run-time configuration
+            self._stack.callback(freezer.close)
         log.info("iiot-server started on %s", self.db.display_url)
 
     async def stop(self) -> None:

@@ -126,7 +126,8 @@ class LiveServer:
             db = Database(self.settings.database_url)
             await db.migrate()
             await db.dispose()
-            self.server = Server(self.settings, bcrypt_rounds=4)
+            # No collection on this thread: the console tests' QObjects live in this process.
+            self.server = Server(self.settings, bcrypt_rounds=4, freeze_gc=False)
             if self.fresh:
                 await self.server.admin.create_tenant(None, "system", "System", "root", SYSTEM_PASSWORD)
             await self.server.serve(install_signal_handlers=False, access_log=False)
