@@ -101,6 +101,7 @@ class TrendSetMenu(QMenu):
         self.store, self._capture, self._apply = store, capture, apply
         self.names: list[str] = []
         self.current: str | None = None
+        self._changes = 0
         self.dialog: TrendSetDialog | None = None
         self.confirm: QMessageBox | None = None
         self.save_action = QAction("Save", self, shortcut=QKeySequence("Ctrl+S"))
@@ -136,6 +137,7 @@ class TrendSetMenu(QMenu):
 
     def _set_current(self, name: str | None) -> None:
         self.current = name
+        self._changes += 1
         self.current_changed.emit(name)
 
     def _fill_open_menu(self) -> None:
@@ -162,11 +164,14 @@ class TrendSetMenu(QMenu):
 
     @async_slot(str)
     async def open_set(self, name: str) -> None:
+        changes = self._changes
         try:
             trend_set = await self.store.load_trend_set(name)
             await self._apply(trend_set)
         except FAILURES as exc:
             self.message.emit(f"Trend set {name!r} not opened: {exc}")
+            return
+        if self._changes != changes:  # saved as another name (or deleted) while history loaded
             return
         self._set_current(name)
         self.message.emit(f"Opened trend set {name!r} ({len(trend_set.pens)} pens).")

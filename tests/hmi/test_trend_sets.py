@@ -4,6 +4,7 @@ server, so they follow the user to another workstation and no other user sees th
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +12,9 @@ from urllib.parse import quote
 
 from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
 
+from hmi.models.trend_sets import TrendSet
 from hmi.views.trend_sets import TrendSetMenu
-from tests.hmi.conftest import FLOW, PRESSURE, ConsoleHarness, Plant, until
+from tests.hmi.conftest import FLOW, PRESSURE, ConsoleHarness, Plant, run, until
 
 
 def tags(plant: Plant) -> dict[str, dict[str, Any]]:
@@ -168,7 +170,8 @@ def test_sets_follow_the_user_to_another_workstation_and_no_one_else(
 
     async def open_there_and_save_another() -> None:
         open_from_menu(other_menu, "Shift A")
-        await until(lambda: [p.path for p in elsewhere.console.trend.pens] == [PRESSURE, FLOW], what="opened")
+        await until(lambda: other_menu.current == "Shift A", what="opened")  # its history loaded too
+        assert [p.path for p in elsewhere.console.trend.pens] == [PRESSURE, FLOW]
         other_menu.save_as_action.trigger()
         await answer(other_menu, "Shift B")
         await until(lambda: other_menu.current == "Shift B", what="saved there")
@@ -194,3 +197,51 @@ def test_sets_follow_the_user_to_another_workstation_and_no_one_else(
     console.window.logout()
     console.run(until(lambda: console.console.me is None and not menu.save_action.isEnabled(), what="logged out"))
     assert menu.names == [] and menu.current is None and not menu.save_action.isEnabled()
+
+
+class SlowStore:
+    """The menu's store in memory, whose loads wait for `release` (history still loading)."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, TrendSet] = {"Shift A": TrendSet("Shift A")}
+        self.release = asyncio.Event()
+
+    async def trend_set_names(self) -> list[str]:
+        return sorted(self.sets)
+
+    async def load_trend_set(self, name: str) -> TrendSet:
+        await self.release.wait()
+        return self.sets[name]
+
+    async def save_trend_set(self, trend_set: TrendSet, overwrite: bool) -> None:
+        self.sets[trend_set.name] = trend_set
+
+    async def rename_trend_set(self, name: str, new_name: str, overwrite: bool = False) -> None:
+        self.sets[new_name] = self.sets.pop(name)
+
+    async def delete_trend_set(self, name: str) -> None:
+        del self.sets[name]
+
+
+def test_an_open_that_finishes_after_a_save_as_leaves_the_saved_name(qloop: Any) -> None:
+    """Opening a set loads its history; saved under another name meanwhile, the trend is that
+    set now, and the late open must not label it with the name it was opened under."""
+    store = SlowStore()
+    applied: list[str] = []
+
+    async def apply(trend_set: TrendSet) -> None:
+        applied.append(trend_set.name)
+
+    menu = TrendSetMenu(store, TrendSet, apply)
+
+    async def scenario() -> None:
+        await menu.refresh()
+        menu.open_set("Shift A")  # a slot: runs as a task, now waiting for its load
+        await asyncio.sleep(0.05)
+        assert await menu._save("Shift B", overwrite=False)
+        store.release.set()
+        await until(lambda: applied == ["Shift A"], what="the open finished")
+        await asyncio.sleep(0.05)
+
+    run(qloop, scenario())
+    assert menu.current == "Shift B" and menu.names == ["Shift A", "Shift B"]
