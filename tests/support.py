@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -146,6 +147,11 @@ class LiveServer:
                 raise RuntimeError(f"server failed to start: {self._error!r}")
             try:
                 if httpx.get(self.base + "/health", timeout=1).status_code == 200:
+                    if threading.current_thread() is threading.main_thread():
+                        # What Server.start does in production, here on the thread that owns
+                        # the console tests' QObjects: later full collections skip it all.
+                        gc.collect()
+                        gc.freeze()
                     return self
             except httpx.HTTPError:
                 pass
