@@ -235,7 +235,7 @@ def test_an_open_that_finishes_after_a_save_as_leaves_the_saved_name(qloop: Any)
     menu = TrendSetMenu(store, TrendSet, apply)
 
     async def scenario() -> None:
-        await menu.refresh()
+        await menu.load_names()
         menu.open_set("Shift A")  # a slot: runs as a task, now waiting for its load
         await asyncio.sleep(0.05)
         assert await menu._save("Shift B", overwrite=False)
