@@ -147,6 +147,7 @@ class Closed:
     latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # core-seconds per process in the windows
+    turns: list[float] = field(default_factory=list)  # req/s of each turn, to show how the machine swings
 
     @property
     def requests_per_s(self) -> float:
@@ -162,6 +163,7 @@ class Closed:
         return sum(1 for x in self.latencies if x > SEPARATE_RESPONSE_S)
 
     def add(self, other: Closed) -> None:
+        self.turns.append(other.requests_per_s)
         self.answered += other.answered
         self.seconds += other.seconds
         self.latencies += other.latencies
@@ -408,7 +410,8 @@ def rows_and_note(backend: str, a: argparse.Namespace, quiet: str, bare: Side, s
     def closed_text(c: Closed) -> str:
         p50, p99 = p50_p99(c.latencies)
         errors = f", errors {dict(c.errors)}" if c.errors else ""
-        return (f"{c.requests_per_s:,.0f} req/s, request p50 {ms(p50)} / p99 {ms(p99)} / max "
+        turns = " / ".join(f"{t:,.0f}" for t in c.turns)
+        return (f"{c.requests_per_s:,.0f} req/s (turns {turns}), request p50 {ms(p50)} / p99 {ms(p99)} / max "
                 f"{ms(max(c.latencies, default=float('nan')))}, {c.slow:,} of {len(c.latencies):,} answers > "
                 f"{SEPARATE_RESPONSE_S * 1000:.0f} ms (empty ACK + separate response){errors} "
                 f"(CPU: {cpu_text(c.cpu)})")  # fmt: skip
