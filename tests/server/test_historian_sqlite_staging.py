@@ -165,3 +165,16 @@ async def test_readers_never_see_a_move_half_done(store: SqliteSampleStore) -> N
     assert len(counts) > 20
     assert all(a <= b for a, b in zip(counts, counts[1:], strict=False)), counts
     assert all(c % 97 == 0 for c in counts) and counts[-1] == 60 * 97
+
+
+@pytest.mark.parametrize("n", [1, 127, 128, 129, 259, 10_000 + 5])
+async def test_every_value_comes_back_bit_for_bit(store: SqliteSampleStore, n: int) -> None:
+    """Staged or straight into `samples` (the largest size), whatever the batch's size."""
+    rng = np.random.default_rng(n)
+    ts = T0 + np.cumsum(rng.uniform(0.001, 1.0, n))
+    batch = SampleColumns(np.full(n, 9, np.int64), ts, rng.normal(0, 1e6, n), rng.integers(0, 3, n).astype(np.int16))
+    store.settle_rows = 10_000  # the largest size goes straight into `samples`
+    await store.write(batch, [])
+    raw = await store.read_raw(9, T0, T0 + 1e6, n + 1)
+    assert raw.ts.tolist() == ts.tolist()
+    assert raw.value.tolist() == batch.value.tolist() and raw.quality.tolist() == batch.quality.tolist()
