@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -153,23 +155,23 @@ nodes = sa.Table(
     sqlite_autoincrement=True,  # ids are never reused: a deleted tag's id must not return
 )
 
-samples = sa.Table(
-    "samples",
-    metadata,
-    sa.Column("tag_id", sa.Integer, nullable=False),
-    sa.Column("ts", SampleTime, nullable=False),
-    sa.Column("value", sa.Float(precision=53), nullable=False),
-    sa.Column("quality", sa.SmallInteger, nullable=False),
-    sa.Index("ix_samples_tag_ts", "tag_id", "ts"),
-)
+
+def _sample_columns() -> list[sa.Column[Any]]:
+    """A sample's columns, new objects for each table that holds samples."""
+    return [
+        sa.Column("tag_id", sa.Integer, nullable=False),
+        sa.Column("ts", SampleTime, nullable=False),
+        sa.Column("value", sa.Float(precision=53), nullable=False),
+        sa.Column("quality", sa.SmallInteger, nullable=False),
+    ]
+
+
+samples = sa.Table("samples", metadata, *_sample_columns(), sa.Index("ix_samples_tag_ts", "tag_id", "ts"))
 
 samples_recent = sa.Table(
     "samples_recent",
     metadata,
-    sa.Column("tag_id", sa.Integer, nullable=False),
-    sa.Column("ts", SampleTime, nullable=False),
-    sa.Column("value", sa.Float(precision=53), nullable=False),
-    sa.Column("quality", sa.SmallInteger, nullable=False),
+    *_sample_columns(),
     comment="SQLite's staging table; PostgreSQL's historian never uses it.",
 )
 """SQLite commits land here first, with no index, and move into `samples` about once a second.
