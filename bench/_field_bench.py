@@ -28,6 +28,7 @@ import websockets
 
 from bench.common import ROOT, BenchDb, percentile
 from bench.ingest_latency import cpu_ticks
+from server.storage.historian.sqlite_store import over_samples
 
 PREFIX = "@bench "
 
@@ -260,10 +261,7 @@ class StoredProbe:
             try:
                 marks = ",".join("?" * len(self.node_ids))
                 ids = dict(conn.execute(f"SELECT id, node_id FROM nodes WHERE node_id IN ({marks})", self.node_ids))
-                query = (  # commits land in samples_recent first (SqliteSampleStore)
-                    "SELECT value, ts FROM samples WHERE tag_id = ? UNION ALL "
-                    "SELECT value, ts FROM samples_recent WHERE tag_id = ? ORDER BY ts DESC LIMIT 1"
-                )
+                query = over_samples("SELECT value, ts FROM {t} WHERE tag_id = ?") + " ORDER BY ts DESC LIMIT 1"
                 while not stop.is_set():
                     for tag_id, node in ids.items():  # ~20 µs each: cheaper inline than in a thread
                         row = conn.execute(query, (tag_id, tag_id)).fetchone()

@@ -81,6 +81,7 @@ from bench.common import BACKENDS, BenchDb, Row, bench_database, fmt_rate, publi
 from bench.ingest_latency import STREAM_COALESCE_S, Results, ServerProcess, receiver, setup_namespace, tag_values
 from server.config import Settings
 from server.ingest.amqp import BINDING
+from server.storage.historian.sqlite_store import over_samples
 
 AMQP_URL = os.environ.get("IIOT_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1/")
 DEFAULT_PREFETCH = int(Settings.model_fields["amqp_prefetch"].default)
@@ -373,10 +374,7 @@ class StoredPoller:
             conn = sqlite3.connect(self.db.dsn, timeout=5, isolation_level=None)
             conn.execute("PRAGMA query_only = ON")
             marks = ",".join("?" * len(self.tag_ids))
-            # Commits land in samples_recent first (SqliteSampleStore).
-            sql = " UNION ALL ".join(
-                f"SELECT value, ts FROM {t} WHERE tag_id IN ({marks}) AND ts > ?" for t in ("samples", "samples_recent")
-            )
+            sql = over_samples(f"SELECT value, ts FROM {{t}} WHERE tag_id IN ({marks}) AND ts > ?")
 
             async def query(after: float) -> list[tuple[float, float]]:
                 args = (*self.tag_ids, after)

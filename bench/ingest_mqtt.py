@@ -55,6 +55,7 @@ from paho.mqtt.properties import Properties
 
 from bench.common import BACKENDS, ROOT, Row, bench_database, fmt_rate, percentile, publish, wait_for_quiet
 from bench.ingest_latency import PASSWORD, cpu_ticks, free_port
+from server.storage.historian.sqlite_store import over_samples
 
 TENANT = "bench"
 TOPIC = "bench/devices/Plant1/Dev{:03d}/telemetry"
@@ -367,10 +368,7 @@ async def probe_stored(db_url: str, probe_node: str, lat: Latency, stop: asyncio
     if db_url.startswith("sqlite"):
         conn = sqlite3.connect(db_url.split("///", 1)[1], check_same_thread=False)
         tag = "(SELECT id FROM nodes WHERE node_id = ?)"
-        lite = (  # commits land in samples_recent first (SqliteSampleStore)
-            f"SELECT value, ts FROM samples WHERE tag_id = {tag} UNION ALL "
-            f"SELECT value, ts FROM samples_recent WHERE tag_id = {tag} ORDER BY ts DESC LIMIT 1"
-        )
+        lite = over_samples(f"SELECT value, ts FROM {{t}} WHERE tag_id = {tag}") + " ORDER BY ts DESC LIMIT 1"
         try:
             while not stop.is_set():
                 row = await asyncio.to_thread(lambda: conn.execute(lite, (probe_node, probe_node)).fetchone())

@@ -31,15 +31,18 @@ _COLS = "tag_id, ts, value, quality"
 _INSERT = "INSERT INTO {t} (tag_id, ts, value, quality) VALUES (?, ?, ?, ?)"
 
 
-def _both(select: str) -> str:
+def over_samples(select: str) -> str:
     """`select` (with `{t}` for the table) over `samples` and `samples_recent`, as one compound
-    statement: one snapshot, and SQLite merges two ordered arms without sorting the first."""
+    statement: one snapshot, and SQLite merges two ordered arms without sorting the first. Its
+    parameters come twice, once per table. Also for tools that read the file directly."""
     return f"{select.format(t='samples')} UNION ALL {select.format(t='samples_recent')}"
 
 
-_RAW = _both("SELECT ts, value, quality FROM {t} WHERE tag_id = ? AND ts >= ? AND ts < ?") + " ORDER BY ts LIMIT ?"
-_LATEST = _both("SELECT ts, value, quality FROM {t} WHERE tag_id = ?") + " ORDER BY ts DESC LIMIT 1"
-_SPAN = _both(f"SELECT {_COLS} FROM {{t}} WHERE ts >= ? AND ts < ?")
+_RAW = (
+    over_samples("SELECT ts, value, quality FROM {t} WHERE tag_id = ? AND ts >= ? AND ts < ?") + " ORDER BY ts LIMIT ?"
+)
+_LATEST = over_samples("SELECT ts, value, quality FROM {t} WHERE tag_id = ?") + " ORDER BY ts DESC LIMIT 1"
+_SPAN = over_samples(f"SELECT {_COLS} FROM {{t}} WHERE ts >= ? AND ts < ?")
 
 _MERGE = """
 INSERT INTO {t} (tag_id, bucket, vmin, vmax, vsum, count, first, first_ts, last, last_ts)
