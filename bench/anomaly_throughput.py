@@ -260,7 +260,7 @@ async def training(backend: str, days: int, day: F64) -> dict[str, Any]:
         built = time.perf_counter() - t0
         print(f"  {backend}: {days} days x {TAGS} tags written in {built:.0f} s", flush=True)
         note = wait_for_quiet()
-        source = HistorySource(store, writer.unmerged)
+        source = HistorySource(writer)
         tags = list(range(1, TAGS + 1))
         names = [f"T{j}" for j in range(TAGS)]
         t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Builds `--days` (default 30) of 1 Hz history for one tag (2.59M samples) through the real
 `HistorianWriter` (which maintains the rollup tiers; `stop()` merges them), then times
-`HistoryReader(store, writer.unmerged).read(tag, end - range, end, 2000)` for ranges from 1 hour to
+`HistoryReader(store, writer).read(tag, end - range, end, 2000)` for ranges from 1 hour to
 1 year ending at the newest sample; the 1-year range covers whatever history was built. Each read is
 timed end to end (SQL, row conversion, numpy decimation); median of `--repeat` warm runs.
 
@@ -135,7 +135,7 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
             f"{backend}: history built through the writer in {built:.1f} s ({a.days * 86400 / built:,.0f} samples/s)."
         )
         notes.append(f"{backend}: {wait_for_quiet()}.")
-        reader = HistoryReader(store, writer.unmerged)  # type: ignore[arg-type]
+        reader = HistoryReader(store, writer)  # type: ignore[arg-type]
         for label, span in RANGES:
             start = end - span
             ours, how = await time_reader(reader, start, end, a.points, a.repeat)

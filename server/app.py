@@ -109,7 +109,7 @@ class Server:
             max_future_skew_s=settings.max_future_skew_s,
         )  # fmt: skip
         self.namespace = NamespaceService(self.nodes, self.store, self.writer, self.cache, self.audit, self.bus)
-        reader = HistoryReader(self.store, self.writer.unmerged)
+        reader = HistoryReader(self.store, self.writer)
         self.history = HistoryService(self.nodes, reader, self.cache, settings.max_history_points)
         self.ctx = ApiContext(
             settings=settings, db=self.db, bus=self.bus, auth=self.auth, admin=self.admin, namespace=self.namespace,
@@ -137,10 +137,10 @@ class Server:
         self.notifier = Notifier(notify_repo, users, self.alarm_engine, self.bus)
         self.ctx.notify = NotifyService(notify_repo, self.notifier, self.audit)
         self.ctx.user_settings = UserSettingsService(UserSettingsRepository(self.db))
-        self.ctx.analytics = AnalyticsService(self.history, self.store, self.writer.unmerged)
+        self.ctx.analytics = AnalyticsService(self.history, self.store, self.writer)
         self.scorer = AnomalyScorer(self.bus, self.alarm_engine)  # scores feed the engine's anomaly conditions
         self.anomaly = AnomalyService(
-            ModelRegistry(self.db), self.nodes, HistorySource(self.store, self.writer.unmerged), self.scorer, self.audit
+            ModelRegistry(self.db), self.nodes, HistorySource(self.writer), self.scorer, self.audit
         )
         self.ctx.anomaly = self.anomaly
         self.adapters: list[Adapter] = build_adapters(self.ingest)

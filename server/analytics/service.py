@@ -28,7 +28,7 @@ from server.domain.principal import Principal
 from server.domain.quality import Quality
 from server.services.history import MAX_RANGE_S, HistoryService
 from server.storage.historian.reader import HistoryResult
-from server.storage.historian.store import SampleStore
+from server.storage.historian.store import RollupSource, SampleStore
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -150,9 +150,10 @@ class AnalyticsService:
         self,
         history: HistoryService,
         store: SampleStore,
-        unmerged: Callable[[int, int], rollup.Rollup] | None = None,
+        rollups: RollupSource | None = None,
     ) -> None:
-        self.history, self.store, self.unmerged = history, store, unmerged
+        self.history, self.store = history, store
+        self.rollups: RollupSource = rollups or store
 
     # -- loading ---------------------------------------------------------------------------
     async def tag(self, who: Principal, ref: str, field: str = "node") -> Node:
@@ -170,16 +171,7 @@ class AnalyticsService:
         return int(stored.count.sum())
 
     async def _rollup(self, tag_id: int, tier: int, start: float, end: float) -> rollup.Rollup:
-        stored = await self.store.read_rollup(tier, tag_id, start, end)
-        if self.unmerged is not None:
-            fresh = self.unmerged(tag_id, tier)
-            if len(fresh):
-                fresh = rollup.merge(fresh, tier)
-                lo = start // tier * tier
-                fresh = rollup.Rollup(*(getattr(fresh, f)[(fresh.bucket >= lo) & (fresh.bucket < end)]
-                                        for f in rollup.FIELDS))  # fmt: skip
-                stored = rollup.merge([stored, fresh])
-        return stored
+        return await self.rollups.read_rollup(tier, tag_id, start, end)
 
     async def raw(
         self, tag_id: int, start: float, end: float, limit: int = RAW_MAX, *, sliced: bool = True

@@ -20,10 +20,9 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.ensemble import IsolationForest  # type: ignore[import-untyped]
 
-from server.domain import rollup
 from server.ml import features as ft
 from server.ml.model import AnomalyModel
-from server.storage.historian.store import SampleStore
+from server.storage.historian.store import RollupSource
 
 F64 = npt.NDArray[np.float64]
 TIER = 10
@@ -72,18 +71,14 @@ def align(start: float, end: float, step: float) -> tuple[float, float]:
 class HistorySource:
     """Bucketed history of a device's tags, from the rollups (and those still in the writer)."""
 
-    def __init__(self, store: SampleStore, unmerged: Callable[[int, int], rollup.Rollup] | None = None) -> None:
-        self.store, self.unmerged = store, unmerged
+    def __init__(self, rollups: RollupSource) -> None:
+        self.rollups = rollups
 
     async def buckets(self, tag_ids: list[int], start: float, end: float, step: float) -> ft.Buckets:
         """Buckets of `step` s that start in [start, end) (both multiples of step)."""
         parts = []
         for tag_id in tag_ids:
-            r = await self.store.read_rollup(TIER, tag_id, start, end)
-            if self.unmerged is not None:
-                fresh = self.unmerged(tag_id, TIER)
-                if len(fresh):
-                    r = rollup.merge([r, rollup.merge(fresh, TIER)])
+            r = await self.rollups.read_rollup(TIER, tag_id, start, end)
             keep = (r.bucket >= start) & (r.bucket < end)
             parts.append((r.bucket[keep], r.vsum[keep], r.vmin[keep], r.vmax[keep], r.count[keep]))
         return ft.buckets_from_rollups(parts, step, start, end)

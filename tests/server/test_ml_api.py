@@ -56,7 +56,7 @@ def _train(tenant: TenantHandle, start: float, end: float, **params: Any) -> dic
 def _ready(api: Api, model_id: int) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         m: dict[str, Any] = api.get(f"/api/v1/anomaly/models/{model_id}").json()
-        assert m["status"] != "failed", m
+        assert m["status"] != "failed", m.get("error")
         return m if m["status"] == "ready" and m["active"] else None
 
     out: dict[str, Any] = wait_for(done, 60, "the model to be trained")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from server.domain import rollup
 from server.storage.historian.columns import RawSeries
-from server.storage.historian.store import SampleStore
+from server.storage.historian.store import RollupSource, SampleStore
 
 RAW_DECIMATION_LIMIT = 50_000
 """Below the finest tier we bucket raw samples in numpy; this caps the rows read for that."""
@@ -24,10 +23,10 @@ class HistoryResult:
 
 
 class HistoryReader:
-    def __init__(self, store: SampleStore, unmerged: Callable[[int, int], rollup.Rollup] | None = None) -> None:
+    def __init__(self, store: SampleStore, rollups: RollupSource | None = None) -> None:
         self.store = store
-        # Rollup deltas still in the writer's memory, so a decimated read is never seconds behind.
-        self.unmerged = unmerged
+        # The writer adds the rollup deltas still in its memory: a decimated read is never behind.
+        self.rollups: RollupSource = rollups or store
 
     async def read(self, tag_id: int, start: float, end: float, max_points: int) -> HistoryResult:
         raw = await self.store.read_raw(tag_id, start, end, max_points + 1)
@@ -47,11 +46,7 @@ class HistoryReader:
             # Too dense to bucket raw rows quickly: the finest tier, at a slightly coarser width.
             tier = rollup.TIERS[0]
             width = float(np.ceil(width / tier) * tier)
-        stored = await self.store.read_rollup(tier, tag_id, start, end)
-        if self.unmerged is not None:
-            fresh = self.unmerged(tag_id, tier)
-            if len(fresh):
-                stored = rollup.merge([stored, rollup.merge(fresh, tier)])
+        stored = await self.rollups.read_rollup(tier, tag_id, start, end)
         return self._clip(rollup.decimate_rollup(stored, width), start, end, width)
 
     @staticmethod

@@ -11,6 +11,14 @@ RECOVERY_WINDOW = 600
 """Batches record which 10-minute windows they touched; recovery recomputes those windows."""
 
 
+class RollupSource(Protocol):
+    """Where readers get a tier's buckets: the store itself, or the writer, which adds the
+    deltas still in its memory."""
+
+    async def read_rollup(self, width: int, tag_id: int, start: float, end: float) -> Rollup:
+        """Buckets of the `width` tier from the one holding `start` up to `end`, by bucket."""
+
+
 class SampleStore(Protocol):
     async def start(self) -> None: ...
 

@@ -83,6 +83,13 @@ class HistorianWriter:
         self._fast: list[rollup.Rollup] = []  # finest-tier deltas not yet in the 10 s / 60 s tables
         self._coarse: list[rollup.Rollup] = []  # 600 s deltas not yet in the 600 s+ tables
         self._last_rollup = self._last_full = time.monotonic()
+        self._merge_seq = 0
+        """Odd while a merge into the tier tables is under way; see `read_rollup`."""
+        self._merge_idle = asyncio.Event()
+        self._merge_idle.set()
+        self._readers_holding = 0
+        self._readers_gone = asyncio.Event()
+        self._readers_gone.set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -136,6 +143,35 @@ class HistorianWriter:
             return rollup.Rollup.empty()
         r = rollup.Rollup.concat(parts)
         return _only(r, r.tag_id == tag_id)
+
+    async def read_rollup(self, width: int, tag_id: int, start: float, end: float) -> rollup.Rollup:
+        """The tier as stored plus this tag's deltas still in memory, each delta counted once.
+
+        A merge moves deltas from memory into the tables; a read of the tables that overlapped
+        it may have seen them there or not, so it is done again (a seqlock). Merges come every
+        few seconds, so one retry is rare; a read that keeps losing holds the merges off."""
+        for attempt in range(READ_TRIES + 1):
+            holding = attempt == READ_TRIES
+            if holding:
+                self._readers_holding += 1
+                self._readers_gone.clear()
+            try:
+                await self._merge_idle.wait()
+                seq = self._merge_seq
+                stored = await self.store.read_rollup(width, tag_id, start, end)
+                if seq == self._merge_seq:
+                    break
+            finally:
+                if holding:
+                    self._readers_holding -= 1
+                    if not self._readers_holding:
+                        self._readers_gone.set()
+        fresh = self.unmerged(tag_id, width)
+        if not len(fresh):
+            return stored
+        fresh = rollup.merge(fresh, width)
+        fresh = _only(fresh, (fresh.bucket >= start // width * width) & (fresh.bucket < end))
+        return rollup.merge([stored, fresh])
 
     def forget(self, tag_ids: list[int]) -> None:
         """Drop queued samples and unmerged rollups of deleted tags (their ids never return)."""
@@ -240,6 +276,10 @@ class HistorianWriter:
         coarse = rollup.merge([*self._coarse, rollup.merge(minute, COARSE_BASE)], COARSE_BASE)
         if full:
             tiers |= rollup_tiers(coarse, start=COARSE_BASE)
+        while not self._readers_gone.is_set():  # another holding reader may come before we wake
+            await self._readers_gone.wait()
+        self._merge_seq += 1
+        self._merge_idle.clear()
         try:
             # Only a full merge clears the recovery windows: until then the coarse tiers lack them.
             await self.store.merge_rollups(tiers, clear_pending=full)
@@ -249,8 +289,12 @@ class HistorianWriter:
             log.error("historian rollup merge failed (will retry): %s", exc)
             self._fast = [finest]
             return False
-        self._fast = []
-        self._coarse = [] if full else [coarse]
+        else:
+            self._fast = []
+            self._coarse = [] if full else [coarse]
+        finally:
+            self._merge_seq += 1
+            self._merge_idle.set()
         self._last_rollup = time.monotonic()
         if full:
             self._last_full = self._last_rollup
@@ -260,6 +304,9 @@ class HistorianWriter:
 
 COARSE_BASE = 600
 """The finest of the coarse tiers, merged every `coarse_interval`."""
+
+READ_TRIES = 3
+"""Reads of a tier that a merge overlapped before the next one holds merges off."""
 
 
 def rollup_tiers(base: rollup.Rollup, start: int | None = None) -> dict[int, rollup.Rollup]:
