@@ -173,6 +173,42 @@ async def test_tier_reads_during_ingest_and_merges_never_miss_or_double(store: S
     assert int((await store.read_rollup(600, 6, T0, T0 + 86_400)).count.sum()) == 12_000
 
 
+class _Recording:
+    """A store that notes the recovery windows each commit records."""
+
+    def __init__(self, inner: SampleStore) -> None:
+        self.inner, self.recorded = inner, []  # type: tuple[SampleStore, list[list[int]]]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def write(self, batch: SampleColumns, windows: list[int]) -> None:
+        self.recorded.append(windows)
+        await self.inner.write(batch, windows)
+
+
+async def test_a_window_is_recorded_once_until_a_full_merge_clears_it(store: SampleStore) -> None:
+    rec = _Recording(store)
+    writer = HistorianWriter(rec, flush_interval=0.001, rollup_interval=3600)  # type: ignore[arg-type]
+    await writer.start()
+    for start in (T0, T0 + 100, T0 + 600):
+        await (await writer.submit(series(3, 10, start=start)))
+    assert rec.recorded == [[T0], [], [T0 + 600]]  # the second commit is the samples alone
+    assert await store.pending_windows() == [T0, T0 + 600]  # what recovery would recompute
+    await writer.stop()
+    assert await store.pending_windows() == []
+
+    writer = HistorianWriter(rec, flush_interval=0.001, rollup_interval=0.01, coarse_interval=0.01)
+    await writer.start()
+    await (await writer.submit(series(3, 10, start=T0 + 1200)))
+    async with asyncio.timeout(10):
+        while await store.pending_windows():  # until a full merge has cleared the window
+            await asyncio.sleep(0.005)
+    await (await writer.submit(series(3, 10, start=T0 + 1210)))
+    assert rec.recorded[-2:] == [[T0 + 1200], [T0 + 1200]]  # recorded again after the clear
+    await writer.stop()
+
+
 async def test_recovery_rebuilds_rollups_of_windows_left_pending(store: SampleStore) -> None:
     data = series(11, 4 * 3600)
     # Commit samples but "crash" before the rollup merge: only the pending windows survive.

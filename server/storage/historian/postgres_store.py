@@ -146,15 +146,22 @@ class PostgresSampleStore:
 
     async def write(self, batch: SampleColumns, windows: list[int]) -> None:
         payload = copy_payload(batch)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.copy_to_table(
-                "samples", source=io.BytesIO(payload), columns=["tag_id", "ts", "value", "quality"], format="binary"
-            )
-            if windows:
+        async with self.pool.acquire() as conn:
+            if not windows:  # a COPY on its own is one transaction: no BEGIN and COMMIT round trips
+                await self._copy(conn, payload)
+                return
+            async with conn.transaction():
+                await self._copy(conn, payload)
                 await conn.execute(
                     "INSERT INTO rollup_pending (min_ts, max_ts) SELECT w, w FROM unnest($1::float8[]) AS w",
                     [float(w) for w in windows],
                 )
+
+    @staticmethod
+    async def _copy(conn: asyncpg.Connection, payload: bytes) -> None:
+        await conn.copy_to_table(
+            "samples", source=io.BytesIO(payload), columns=["tag_id", "ts", "value", "quality"], format="binary"
+        )
 
     async def merge_rollups(self, tiers: dict[int, Rollup], *, clear_pending: bool = True) -> None:
         tiers = {w: r for w, r in tiers.items() if len(r)}

@@ -70,6 +70,9 @@ def _rollup_from_rows(rows: list[tuple[float, ...]]) -> Rollup:
     )  # fmt: skip
 
 
+_PENDING = "INSERT INTO rollup_pending (min_ts, max_ts) VALUES (?, ?)"
+
+
 @contextmanager
 def _transaction(c: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     c.execute("BEGIN IMMEDIATE")
@@ -140,7 +143,10 @@ class SqliteSampleStore:
             rows = zip(*columns, strict=True)
             with _transaction(c):
                 c.executemany(_INSERT.format(t="samples" if direct else "samples_recent"), rows)
-                c.executemany("INSERT INTO rollup_pending (min_ts, max_ts) VALUES (?, ?)", [(w, w) for w in windows])
+                if windows:
+                    c.executemany(
+                        "INSERT INTO rollup_pending (min_ts, max_ts) VALUES (?, ?)", [(w, w) for w in windows]
+                    )
             if not direct:
                 if not self._staged:
                     self._staged_since = time.monotonic()

@@ -83,6 +83,9 @@ class HistorianWriter:
         self._fast: list[rollup.Rollup] = []  # finest-tier deltas not yet in the 10 s / 60 s tables
         self._coarse: list[rollup.Rollup] = []  # 600 s deltas not yet in the 600 s+ tables
         self._last_rollup = self._last_full = time.monotonic()
+        self._recorded: set[int] = set()
+        """Recovery windows already in `rollup_pending` (they stay until a full merge): a commit
+        records only new ones, so most commits are the samples alone."""
         self._merge_seq = 0
         """Odd while a merge into the tier tables is under way; see `read_rollup`."""
         self._merge_idle = asyncio.Event()
@@ -250,9 +253,10 @@ class HistorianWriter:
         taken = self._take()
         batch = SampleColumns.concat([p.chunk for p in taken])
         windows = np.unique(np.floor(batch.ts / RECOVERY_WINDOW)).astype(np.int64) * RECOVERY_WINDOW
+        new = [w for w in windows.tolist() if w not in self._recorded]
         started = time.perf_counter()
         try:
-            await self.store.write(batch, windows.tolist())
+            await self.store.write(batch, new)
         except Exception as exc:
             self.stats.failures += 1
             log.error("historian write of %d samples failed: %s", len(batch), exc)
@@ -260,6 +264,7 @@ class HistorianWriter:
                 if not p.done.done():
                     p.done.set_exception(Unavailable(f"historian write failed: {exc}"))
             return
+        self._recorded.update(new)
         usable = batch.usable()
         self._fast.append(rollup.aggregate(usable.tag_id, usable.ts, usable.value, rollup.TIERS[0]))
         self.stats.batches += 1
@@ -292,6 +297,8 @@ class HistorianWriter:
         else:
             self._fast = []
             self._coarse = [] if full else [coarse]
+            if full:
+                self._recorded.clear()
         finally:
             self._merge_seq += 1
             self._merge_idle.set()
