@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import io
 import sqlite3
 import sys
 import time
@@ -141,7 +140,7 @@ async def pg_baseline(dsn: str, s: SampleColumns) -> float:
         t0 = time.perf_counter()
         for p in payloads:
             async with conn.transaction():
-                await conn.copy_to_table("samples_raw", source=io.BytesIO(p), columns=cols, format="binary")
+                await conn.copy_to_table("samples_raw", source=memoryview(p), columns=cols, format="binary")
         elapsed = time.perf_counter() - t0
         assert await conn.fetchval("SELECT count(*) FROM samples_raw") == len(s)
     finally:
