@@ -354,7 +354,10 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
                 seqs = itertools.count(2)
                 print(f"  {backend}: closed loop, {a.rounds} rounds …", flush=True)
                 targets = {"bare server": (bare_uri, bare.pid), "server": (server_uri, server.proc.pid)}
+                before = await historian_counts(server.base, token)
                 closed = await closed_rounds(targets, clients, a, seqs)
+                after = await historian_counts(server.base, token)
+                commits = (after[0] - before[0], after[1] - before[1])
                 print(f"  {backend}: open loop …", flush=True)
                 bare_open, _ = await open_phase(bare_uri, bare.pid, "bare server", clients, a, seqs)
                 srv_open, srv_res = await open_phase(server_uri, server.proc.pid, "server", clients, a, seqs,
@@ -371,7 +374,19 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
                 await bare.wait()
         finally:
             server.stop()
-    return rows_and_note(backend, a, quiet, bare_side, server_side, stats)
+    return rows_and_note(backend, a, quiet, bare_side, server_side, stats, commits)
+
+
+async def historian_counts(base: str, token: str) -> tuple[int, int]:
+    """(commits, samples written) so far: how the coalescer and the writer batched the requests."""
+    client = LeanGet(base, token)
+    try:
+        status, body = await client.get("/api/v1/status")
+    finally:
+        client.close()
+    if status != 200:
+        raise RuntimeError(f"GET /api/v1/status answered {status}: {body}")
+    return int(body["historian_commits"]), int(body["samples_written"])
 
 
 async def server_stats(base: str, token: str) -> dict[str, Any]:
@@ -384,7 +399,7 @@ async def server_stats(base: str, token: str) -> dict[str, Any]:
 
 
 def rows_and_note(backend: str, a: argparse.Namespace, quiet: str, bare: Side, srv: Side,
-                  stats: dict[str, Any]) -> tuple[list[Row], str]:  # fmt: skip
+                  stats: dict[str, Any], commits: tuple[int, int]) -> tuple[list[Row], str]:  # fmt: skip
     ratio = srv.closed.requests_per_s / bare.closed.requests_per_s
     b50, b99 = p50_p99(bare.open.res.post)
     s50, s99 = p50_p99(srv.open.res.post)
@@ -425,6 +440,8 @@ def rows_and_note(backend: str, a: argparse.Namespace, quiet: str, bare: Side, s
 
     note = (
         f"{backend}: {quiet}. Closed loop: bare {closed_text(bare.closed)}; server {closed_text(srv.closed)}. "
+        f"In its closed-loop turns (warm-up included) the server committed {commits[0]:,} times, "
+        f"{commits[1] / max(commits[0], 1):,.0f} samples per commit. "
         f"Open loop: bare {open_text(bare.open)}; server {open_text(srv.open)}; stream {len(srv.stream):,} of "
         f"{measured * a.values:,} values in {srv.frames:,} frames, max {ms(max(srv.stream, default=float('nan')))}. "
         f"Server counters at the end: received {stats.get('received', 0):,}, accepted {stats.get('accepted', 0):,}, "

@@ -274,6 +274,7 @@ class StatusOut(BaseModel):
     tags: int
     devices_by_status: dict[str, int]
     samples_written: int
+    historian_commits: int
     historian_queue: int
     stream_clients: int
     uptime_s: float

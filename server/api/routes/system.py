@@ -43,7 +43,8 @@ async def status(who: Caller, ctx: Ctx) -> StatusOut:
     return StatusOut(
         tenant=who.tenant_name, folders=counts["folders"], devices=counts["devices"], tags=counts["tags"],
         devices_by_status={k.removeprefix("devices_"): v for k, v in counts.items() if k.startswith("devices_")},
-        samples_written=ctx.writer.stats.samples, historian_queue=ctx.writer.queued,
+        samples_written=ctx.writer.stats.samples, historian_commits=ctx.writer.stats.batches,
+        historian_queue=ctx.writer.queued,
         stream_clients=ctx.stream_clients, uptime_s=time.monotonic() - ctx.started_at,
     )  # fmt: skip
 
