@@ -81,6 +81,11 @@ class HistorianWriter:
         self._room = asyncio.Event()
         self._room.set()
         self._fast: list[rollup.Rollup] = []  # finest-tier deltas not yet in the 10 s / 60 s tables
+        self._unaggregated: list[SampleColumns] = []
+        """Committed batches not yet in `_fast`: aggregated together once they hold
+        AGGREGATE_EVERY samples, or when a merge or a reader needs them. A small commit's own
+        numpy calls (hundreds a second with CoAP) cost more than its rows."""
+        self._unaggregated_n = 0
         self._coarse: list[rollup.Rollup] = []  # 600 s deltas not yet in the 600 s+ tables
         self._last_rollup = self._last_full = time.monotonic()
         self._recorded: set[int] = set()
@@ -137,6 +142,7 @@ class HistorianWriter:
 
     def unmerged(self, tag_id: int, width: int) -> rollup.Rollup:
         """This tag's deltas not yet in the `width` tier table, at a width that divides it."""
+        self._aggregate()
         parts = [r for r in self._fast if len(r)]
         if width >= COARSE_BASE and parts:
             parts = [rollup.merge(rollup.merge(parts), COARSE_BASE)]
@@ -176,6 +182,19 @@ class HistorianWriter:
         fresh = _only(fresh, (fresh.bucket >= start // width * width) & (fresh.bucket < end))
         return rollup.merge([stored, fresh])
 
+    @property
+    def _deltas(self) -> bool:
+        """Rollup deltas the tier tables don't have yet."""
+        return bool(self._fast or self._coarse or self._unaggregated)
+
+    def _aggregate(self) -> None:
+        """Committed batches into finest-tier deltas (Bad samples are stored, not aggregated)."""
+        if not self._unaggregated:
+            return
+        usable = SampleColumns.concat(self._unaggregated).usable()
+        self._unaggregated, self._unaggregated_n = [], 0
+        self._fast.append(rollup.aggregate(usable.tag_id, usable.ts, usable.value, rollup.TIERS[0]))
+
     def forget(self, tag_ids: list[int]) -> None:
         """Drop queued samples and unmerged rollups of deleted tags (their ids never return)."""
         gone = np.asarray(tag_ids, dtype=np.int64)
@@ -185,6 +204,7 @@ class HistorianWriter:
                 c = item.chunk
                 self._queued -= int((~keep).sum())
                 item.chunk = SampleColumns(c.tag_id[keep], c.ts[keep], c.value[keep], c.quality[keep])
+        self._aggregate()
         self._fast = [_only(r, ~np.isin(r.tag_id, gone)) for r in self._fast]
         self._coarse = [_only(r, ~np.isin(r.tag_id, gone)) for r in self._coarse]
 
@@ -212,11 +232,17 @@ class HistorianWriter:
                 self._last_flush_end = time.monotonic()
             now = time.monotonic()
             merged = True
-            if (self._fast or self._coarse) and (self._stopping or now - self._last_rollup >= self.rollup_interval):
+            if (self._fast or self._coarse or self._unaggregated) and (
+                self._stopping or now - self._last_rollup >= self.rollup_interval
+            ):
                 merged = await self._merge_rollups(full=self._stopping or now - self._last_full >= self.coarse_interval)
             # Stop only after a full merge (a fast one may have been under way when stop() came),
             # or when the database refuses it: the pending windows then let recovery finish the job.
-            if self._stopping and not self._queue and (not (self._fast or self._coarse) or not merged):
+            if (
+                self._stopping
+                and not self._queue
+                and (not (self._fast or self._coarse or self._unaggregated) or not merged)
+            ):
                 return
 
     async def _linger(self) -> None:
@@ -265,8 +291,10 @@ class HistorianWriter:
                     p.done.set_exception(Unavailable(f"historian write failed: {exc}"))
             return
         self._recorded.update(new)
-        usable = batch.usable()
-        self._fast.append(rollup.aggregate(usable.tag_id, usable.ts, usable.value, rollup.TIERS[0]))
+        self._unaggregated.append(batch)
+        self._unaggregated_n += len(batch)
+        if self._unaggregated_n >= AGGREGATE_EVERY:
+            self._aggregate()
         self.stats.batches += 1
         self.stats.samples += len(batch)
         self.stats.last_flush_s = time.perf_counter() - started
@@ -275,6 +303,7 @@ class HistorianWriter:
                 p.done.set_result(None)
 
     async def _merge_rollups(self, *, full: bool) -> bool:
+        self._aggregate()
         finest = rollup.merge(self._fast) if self._fast else rollup.Rollup.empty()
         minute = rollup.merge(finest, rollup.TIERS[1])
         tiers = {rollup.TIERS[0]: finest, rollup.TIERS[1]: minute}
@@ -311,6 +340,9 @@ class HistorianWriter:
 
 COARSE_BASE = 600
 """The finest of the coarse tiers, merged every `coarse_interval`."""
+
+AGGREGATE_EVERY = 20_000
+"""Committed samples held before they are aggregated into finest-tier deltas."""
 
 READ_TRIES = 3
 """Reads of a tier that a merge overlapped before the next one holds merges off."""
