@@ -87,6 +87,7 @@ class Server:
             batch_size=settings.historian_batch_size,
             flush_interval=settings.historian_flush_interval_s,
             rollup_interval=settings.historian_rollup_interval_s,
+            commit_spacing=settings.historian_commit_spacing_s,
         )
         self.cache = LiveCache(self.store)
         tenants, users, roles = TenantRepository(self.db), UserRepository(self.db), RoleRepository(self.db)

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     historian_batch_size: int = Field(10_000, ge=1)
     historian_flush_interval_s: float = Field(0.2, gt=0)
     historian_rollup_interval_s: float = Field(5.0, gt=0)
+    historian_commit_spacing_s: float = Field(
+        0.002, ge=0, le=0.1, description="under load, the least time from one commit's end to the next's start"
+    )
 
     stream_heartbeat_s: float = Field(15.0, gt=0)
     stream_flush_interval_s: float = Field(0.05, gt=0, description="value frames coalesce this long")

@@ -4,6 +4,7 @@ decimated reads stay within N points, and a crash leaves nothing a restart can't
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,43 @@ async def test_a_window_is_recorded_once_until_a_full_merge_clears_it(store: Sam
     await (await writer.submit(series(3, 10, start=T0 + 1210)))
     assert rec.recorded[-2:] == [[T0 + 1200], [T0 + 1200]]  # recorded again after the clear
     await writer.stop()
+
+
+class _Timed:
+    """A store that notes when each commit starts and ends."""
+
+    def __init__(self, inner: SampleStore) -> None:
+        self.inner, self.commits = inner, []  # type: tuple[SampleStore, list[tuple[float, float]]]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def write(self, batch: SampleColumns, windows: list[int]) -> None:
+        began = time.monotonic()
+        await self.inner.write(batch, windows)
+        self.commits.append((began, time.monotonic()))
+
+
+async def test_under_load_commits_are_spaced_and_an_idle_writer_commits_at_once(store: SampleStore) -> None:
+    timed = _Timed(store)
+    writer = HistorianWriter(timed, flush_interval=0.001, rollup_interval=3600, commit_spacing=0.05)  # type: ignore[arg-type]
+    await writer.start()
+    await asyncio.sleep(0.1)
+    sent = time.monotonic()
+    await (await writer.submit(series(2, 10), urgent=True))
+    assert timed.commits[0][0] - sent < 0.04  # idle: at once
+    # Callers that wait for their commit, each sending again at once (CoAP's coalesced calls).
+    for k in range(1, 4):
+        await (await writer.submit(series(2, 10, start=T0 + 10 * k), urgent=True))
+    starts_after_last_end = [b - a[1] for a, (b, _) in zip(timed.commits, timed.commits[1:], strict=False)]
+    assert len(starts_after_last_end) == 3 and min(starts_after_last_end) >= 0.045, starts_after_last_end
+    # A full batch does not wait.
+    full = await writer.submit(series(2, writer.batch_size, start=T0 + 100))
+    began = time.monotonic()
+    await full
+    assert timed.commits[-1][0] - began < 0.04
+    await writer.stop()
+    assert await store.count([2]) == 40 + writer.batch_size
 
 
 async def test_recovery_rebuilds_rollups_of_windows_left_pending(store: SampleStore) -> None:

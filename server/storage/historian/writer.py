@@ -56,6 +56,7 @@ class HistorianWriter:
         max_pending: int = 500_000,
         linger: float = 0.05,
         linger_gap: float = 0.005,
+        commit_spacing: float = 0.002,
     ) -> None:
         self.store = store
         self.batch_size = batch_size
@@ -70,6 +71,12 @@ class HistorianWriter:
         """...but only while chunks keep coming: a gap this long ends the wait. Senders that wait
         for their commit before sending more (CoAP and HTTP clients, a bounded AMQP prefetch)
         can't add anything, so lingering would only add to their latency."""
+        self.commit_spacing = commit_spacing
+        """Under load a commit starts at least this long after the last one ended (urgent chunks
+        included; a full batch goes at once). Each commit has a fixed cost on the event loop (a
+        thread hand-off or round trips, a transaction): CoAP's coalesced calls made 600 commits
+        a second of 6 requests each on SQLite, and 2 ms took CoAP from 77% to 90% of the bare
+        server there (2026-12-05). An idle writer still commits at once."""
         self._urgent = 0
         """Queued chunks whose senders asked not to linger (see `submit_nowait`)."""
         self._arrived = asyncio.Event()
@@ -227,22 +234,19 @@ class HistorianWriter:
             self._wake.clear()
             if not self._urgent and time.monotonic() - self._last_flush_end < self.linger:
                 await self._linger()
+            gap = self.commit_spacing - (time.monotonic() - self._last_flush_end)
+            if gap > 0 and self._queue and self._queued < self.batch_size and not self._stopping:
+                await asyncio.sleep(gap)
             if self._queue:
                 await self._flush()
                 self._last_flush_end = time.monotonic()
             now = time.monotonic()
             merged = True
-            if (self._fast or self._coarse or self._unaggregated) and (
-                self._stopping or now - self._last_rollup >= self.rollup_interval
-            ):
+            if self._deltas and (self._stopping or now - self._last_rollup >= self.rollup_interval):
                 merged = await self._merge_rollups(full=self._stopping or now - self._last_full >= self.coarse_interval)
             # Stop only after a full merge (a fast one may have been under way when stop() came),
             # or when the database refuses it: the pending windows then let recovery finish the job.
-            if (
-                self._stopping
-                and not self._queue
-                and (not (self._fast or self._coarse or self._unaggregated) or not merged)
-            ):
+            if self._stopping and not self._queue and (not self._deltas or not merged):
                 return
 
     async def _linger(self) -> None:
