@@ -135,7 +135,7 @@ class _StaleRead:
 
 async def test_a_tier_read_that_a_merge_overlaps_counts_every_sample_once(store: SampleStore) -> None:
     slow = _StaleRead(store)
-    writer = HistorianWriter(slow, batch_size=1_000, flush_interval=0.01, rollup_interval=3600)  # type: ignore[arg-type]
+    writer = HistorianWriter(slow, batch_size=1_000, flush_interval=0.01, rollup_interval=3600)
     await writer.start()
     await (await writer.submit(series(5, 5_000)))
     read = asyncio.create_task(writer.read_rollup(60, 5, T0, T0 + 5_000))
@@ -178,7 +178,8 @@ class _Recording:
     """A store that notes the recovery windows each commit records."""
 
     def __init__(self, inner: SampleStore) -> None:
-        self.inner, self.recorded = inner, []  # type: tuple[SampleStore, list[list[int]]]
+        self.inner = inner
+        self.recorded: list[list[int]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -190,7 +191,7 @@ class _Recording:
 
 async def test_a_window_is_recorded_once_until_a_full_merge_clears_it(store: SampleStore) -> None:
     rec = _Recording(store)
-    writer = HistorianWriter(rec, flush_interval=0.001, rollup_interval=3600)  # type: ignore[arg-type]
+    writer = HistorianWriter(rec, flush_interval=0.001, rollup_interval=3600)
     await writer.start()
     for start in (T0, T0 + 100, T0 + 600):
         await (await writer.submit(series(3, 10, start=start)))
@@ -214,7 +215,8 @@ class _Timed:
     """A store that notes when each commit starts and ends."""
 
     def __init__(self, inner: SampleStore) -> None:
-        self.inner, self.commits = inner, []  # type: tuple[SampleStore, list[tuple[float, float]]]
+        self.inner = inner
+        self.commits: list[tuple[float, float]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -227,7 +229,7 @@ class _Timed:
 
 async def test_under_load_commits_are_spaced_and_an_idle_writer_commits_at_once(store: SampleStore) -> None:
     timed = _Timed(store)
-    writer = HistorianWriter(timed, flush_interval=0.001, rollup_interval=3600, commit_spacing=0.05)  # type: ignore[arg-type]
+    writer = HistorianWriter(timed, flush_interval=0.001, rollup_interval=3600, commit_spacing=0.05)
     await writer.start()
     await asyncio.sleep(0.1)
     sent = time.monotonic()
