@@ -9,6 +9,7 @@ from hmi.client.session import Session
 from server.api.schema import (
     AnomalyBandsOut,
     AnomalyModelOut,
+    AnomalyMonitoringOut,
     AnomalyWindowsOut,
     CorrelationOut,
     ForecastOut,
@@ -79,6 +80,10 @@ class AnalyticsApi:
 
     async def delete_model(self, model_id: int) -> None:
         await self.session.request("DELETE", f"{MODELS}/{model_id}")
+
+    async def monitoring(self, model_id: int, start: float, end: float, bucket_s: float) -> AnomalyMonitoringOut:
+        body = await self._get(f"{MODELS}/{model_id}/monitoring", start=start, end=end, bucket_s=bucket_s)
+        return AnomalyMonitoringOut.model_validate(body)
 
     async def predictions(self, device: str, start: float, end: float) -> AnomalyWindowsOut:
         body = await self._get("/api/v1/anomaly/predictions", device=device, start=start, end=end)

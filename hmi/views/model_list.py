@@ -1,7 +1,8 @@
 """The tenant's anomaly models (device, version, status, training range, metrics, who trained),
 and for engineers and admins (`alarms.configure`, as the server requires) Train / Retrain with a
 progress bar and Delete. Training is a job on the server: its progress is polled
-(`GET /anomaly/models/{id}`) until the model is ready or failed."""
+(`GET /anomaly/models/{id}`) until the model is ready or failed. Below the list, the selected
+model's monitoring (`model_monitoring.py`), for every role that may read history."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 from hmi.client.analytics import AnalyticsApi
 from hmi.client.errors import ApiError, ServerUnreachable
 from hmi.qt_async import async_slot
+from hmi.views.model_monitoring import ModelMonitoring
 from server.api.schema import AnomalyModelOut
 
 ApiGetter = Callable[[], AnalyticsApi | None]
@@ -145,6 +147,8 @@ class ModelList(QWidget):
         self.progress.setVisible(False)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.monitoring = ModelMonitoring(api)
+        self.table.itemSelectionChanged.connect(lambda: self.monitoring.show_model(self.selected()))
         buttons = QHBoxLayout()
         for b in (self.refresh_button, self.train_button, self.retrain_button, self.delete_button):
             buttons.addWidget(b)
@@ -154,6 +158,7 @@ class ModelList(QWidget):
         layout.addWidget(self.table, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.monitoring, 1)
         self.can_train = False
         self.training = False
         self.allow_training(False)

@@ -1,7 +1,7 @@
 """The analytics in the console against the real server: the panel shows the server's statistics
 for a tag, a forecast is drawn on the trend with its interval, a model trained through the model
-list reports progress until it is ready, bands and anomaly markers are drawn on a trend, and only
-engineers and admins see Train."""
+list reports progress until it is ready, its monitoring is shown to a viewer, bands and anomaly
+markers are drawn on a trend, and only engineers and admins see Train."""
 
 from __future__ import annotations
 
@@ -146,6 +146,39 @@ def test_a_model_trained_through_the_list_reports_progress_until_ready(
     assert models.table.item(0, 0).text() == PUMP
     assert models.table.item(0, 2).text() == "ready" and models.table.item(0, 3).text() == "yes"
     assert models.table.item(0, 6).text() == "engineer"
+
+
+def test_a_viewer_sees_the_selected_models_monitoring(
+    make_console: Callable[[str], ConsoleHarness], plant: Plant
+) -> None:
+    start = seed_pump(plant)
+    model = train_over_http(plant, start)
+    harness = login(make_console, plant, "viewer")
+    models = harness.window.analytics.models
+    monitoring = models.monitoring
+
+    async def scenario() -> None:
+        await models.reload()
+        models.table.selectRow(0)
+        await until(lambda: monitoring.result is not None, timeout=30, what="the monitoring")
+
+    harness.run(scenario(), timeout=60)
+    result = monitoring.result
+    assert result is not None and result.model == model["id"] and result.windows > 0
+    assert monitoring.title.text() == f"Monitoring {PUMP} v1, last 24 hours"
+    text = monitoring.summary.text()
+    assert f"{result.windows:,} windows" in text and "PSI" in text and "KS" in text
+    assert "Retraining recommended" in text and "shorter than a day" in text  # trained on 38 minutes
+    heights = monitoring.bars.opts["height"]
+    assert len(heights) == len(result.series) and max(heights) > 0  # the spike's windows, after training
+    assert monitoring.expected.isVisible() and monitoring.expected.value() == 100 * result.contamination
+
+    async def other_range() -> None:
+        monitoring.range.setCurrentText("Last 7 days")
+        await until(lambda: "last 7 days" in monitoring.title.text(), timeout=30, what="the 7-day monitoring")
+
+    harness.run(other_range(), timeout=60)
+    assert monitoring.result is not None and monitoring.result.bucket_s == 6 * 3600
 
 
 def test_bands_and_anomaly_markers_on_the_trend(console: ConsoleHarness, plant: Plant) -> None:

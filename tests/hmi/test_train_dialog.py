@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QDialog
 from pytestqt.qtbot import QtBot
 
 from hmi.views.model_list import ModelList, TrainDialog, TrainRequest
+from hmi.views.model_monitoring import psi_words
 from server.api.schema import AnomalyModelOut
 
 PUMP1, PUMP2 = "Plant1/Area1/Pump1", "Plant1/Area1/Pump2"
@@ -91,3 +92,15 @@ def test_retrain_offers_the_models_device_and_parameters_over_the_latest_range(q
     (request,) = started
     assert (request.device, request.contamination, request.window_s, request.step_s) == (PUMP2, 0.003, 120, 10)
     assert abs(request.end - request.start - 14 * DAY) <= 1  # the dialog keeps whole seconds
+
+
+def test_monitoring_words_and_a_model_that_is_not_ready(qtbot: QtBot) -> None:
+    assert [psi_words(p) for p in (0.05, 0.1, 0.2, 0.25, float("nan"))] == [
+        "stable", "moderate shift", "moderate shift", "shifted", "not enough windows"]  # fmt: skip
+    models = ModelList(lambda: None)
+    qtbot.addWidget(models)
+    training = model(PUMP1, 2, 0.0, DAY).model_copy(update={"status": "training"})
+    models.set_models([training])
+    models.table.selectRow(0)
+    assert models.monitoring.title.text() == f"Monitoring: {PUMP1} v2 is training"
+    assert models.monitoring.result is None and not models.monitoring.expected.isVisible()
