@@ -38,6 +38,11 @@ async def shoot(url: str, out: Path, by_path: dict[str, dict[str, object]]) -> N
         await asyncio.sleep(0.5)
         if analytics.panel.stats_status.text().endswith(")") and analytics.models.table.rowCount():
             break
+    analytics.models.table.selectRow(0)  # the model's monitoring below the list
+    for _ in range(60):
+        await asyncio.sleep(0.5)
+        if analytics.models.monitoring.result is not None:
+            break
     analytics.panel.horizon.setValue(60)
     analytics.panel.compute_forecast()
     for _ in range(60):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from hmi.client.analytics import AnalyticsApi
@@ -71,12 +72,16 @@ class ModelMonitoring(QWidget):
         self.summary.setObjectName("monitoringSummary")
         self.summary.setWordWrap(True)
         self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
-        self.plot.setMinimumHeight(110)
-        self.plot.setLabel("left", "anomalous windows", units="%")
+        self.plot.setMinimumHeight(140)
+        self.plot.setBackground("#e6e6e6")  # as the trend: the console is light
+        self.plot.setLabel("left", "anomalous %")
+        for side in ("left", "bottom"):
+            self.plot.getAxis(side).setTextPen("#333333")
+            self.plot.getAxis(side).setPen("#666666")
         self.plot.setMouseEnabled(x=False, y=False)
         self.bars = pg.BarGraphItem(x=[], height=[], width=1.0, brush="#d9822b")
         self.plot.addItem(self.bars)
-        self.expected = pg.InfiniteLine(angle=0, pen=pg.mkPen("#888", style=pg.QtCore.Qt.PenStyle.DashLine))
+        self.expected = pg.InfiniteLine(angle=0, pen=pg.mkPen("#333333", style=Qt.PenStyle.DashLine))
         self.expected.setVisible(False)
         self.plot.addItem(self.expected)
         top = QHBoxLayout()
