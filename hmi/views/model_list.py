@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QDateTime, Signal
+from PySide6.QtCore import QDateTime, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -153,12 +154,23 @@ class ModelList(QWidget):
         for b in (self.refresh_button, self.train_button, self.retrain_button, self.delete_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        listing = QWidget()
+        left = QVBoxLayout(listing)
+        left.setContentsMargins(0, 0, 0, 0)
+        left.addLayout(buttons)
+        left.addWidget(self.table, 1)
+        left.addWidget(self.progress)
+        left.addWidget(self.status)
+        # Beside the list, not under it: the dock stays as short as before (the console's
+        # minimum must fit a 1366 × 768 laptop).
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(listing)
+        self.splitter.addWidget(self.monitoring)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
-        layout.addLayout(buttons)
-        layout.addWidget(self.table, 1)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.monitoring, 1)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.splitter)
         self.can_train = False
         self.training = False
         self.allow_training(False)
@@ -207,6 +219,7 @@ class ModelList(QWidget):
             if selected is not None and m.id == selected.id:
                 self.table.selectRow(row)
         self.table.resizeColumnsToContents()
+        self.monitoring.show_model(self.selected())  # rows moved or changed status under the selection
         if not self.training:
             self.status.setText(f"{len(self.models)} model version(s)")
 

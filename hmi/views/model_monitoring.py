@@ -23,12 +23,14 @@ ApiGetter = Callable[[], AnalyticsApi | None]
 RANGES = {"Last 24 hours": (86_400.0, 3600.0), "Last 7 days": (7 * 86_400.0, 6 * 3600.0),
           "Last 30 days": (30 * 86_400.0, 86_400.0)}  # fmt: skip
 """Range → (span, bucket) in seconds: about 24–30 bars whatever the range."""
+MIN_WINDOWS = 100
 
 
-def psi_words(psi: float) -> str:
-    """The thresholds docs/anomaly.md gives for the population stability index."""
-    if psi != psi:  # NaN: too few windows
-        return "not enough windows"
+def psi_words(psi: float, windows: int) -> str:
+    """The thresholds docs/anomaly.md gives for the population stability index; like the
+    server's retraining reasons, nothing is judged on fewer than MIN_WINDOWS windows."""
+    if windows < MIN_WINDOWS or psi != psi:
+        return "too few windows to judge"
     return "stable" if psi < 0.1 else "moderate shift" if psi < 0.25 else "shifted"
 
 
@@ -39,7 +41,7 @@ def summary_text(m: AnomalyMonitoringOut) -> str:
         f"(trained for {m.contamination:.2%})",
     ]
     psi, ks = float(m.drift.get("psi", float("nan"))), float(m.drift.get("ks", float("nan")))
-    lines.append(f"Score drift: PSI {psi:.3f} ({psi_words(psi)}), KS {ks:.3f}")
+    lines.append(f"Score drift: PSI {psi:.3f} ({psi_words(psi, m.windows)}), KS {ks:.3f}")
     if m.retrain.get("recommended"):
         reasons = "; ".join(str(r) for r in m.retrain.get("reasons", []))
         lines.append(f"Retraining recommended: {reasons}")
@@ -72,7 +74,7 @@ class ModelMonitoring(QWidget):
         self.summary.setObjectName("monitoringSummary")
         self.summary.setWordWrap(True)
         self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
-        self.plot.setMinimumHeight(140)
+        self.plot.setMinimumHeight(60)
         self.plot.setBackground("#e6e6e6")  # as the trend: the console is light
         self.plot.setLabel("left", "anomalous %")
         for side in ("left", "bottom"):
@@ -95,7 +97,9 @@ class ModelMonitoring(QWidget):
         layout.addWidget(self.plot, 1)
 
     def show_model(self, model: AnomalyModelOut | None) -> None:
-        if model is not None and self.model is not None and model.id == self.model.id and self.result is not None:
+        same = model is not None and self.model is not None and (model.id, model.status) == (
+            self.model.id, self.model.status)  # fmt: skip
+        if same and self.result is not None:
             return  # the same model re-selected after a list refresh: keep what is shown
         self.model = model
         if model is None or model.status != "ready":  # nothing to ask the server
@@ -115,6 +119,7 @@ class ModelMonitoring(QWidget):
     async def load(self) -> None:
         """The monitoring of the current model over the chosen range (awaitable; `reload` is the slot)."""
         self._asked += 1
+        self.result = None  # until this answer: what is drawn is the last range's
         asked, model, api = self._asked, self.model, self._api()
         if api is None:
             self._clear("Monitoring: not connected")

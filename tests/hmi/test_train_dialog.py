@@ -95,8 +95,9 @@ def test_retrain_offers_the_models_device_and_parameters_over_the_latest_range(q
 
 
 def test_monitoring_words_and_a_model_that_is_not_ready(qtbot: QtBot) -> None:
-    assert [psi_words(p) for p in (0.05, 0.1, 0.2, 0.25, float("nan"))] == [
-        "stable", "moderate shift", "moderate shift", "shifted", "not enough windows"]  # fmt: skip
+    assert [psi_words(p, 360) for p in (0.05, 0.1, 0.2, 0.25, float("nan"))] == [
+        "stable", "moderate shift", "moderate shift", "shifted", "too few windows to judge"]  # fmt: skip
+    assert psi_words(0.0, 0) == "too few windows to judge"  # the server says 0.0 for no windows
     models = ModelList(lambda: None)
     qtbot.addWidget(models)
     training = model(PUMP1, 2, 0.0, DAY).model_copy(update={"status": "training"})
@@ -104,3 +105,5 @@ def test_monitoring_words_and_a_model_that_is_not_ready(qtbot: QtBot) -> None:
     models.table.selectRow(0)
     assert models.monitoring.title.text() == f"Monitoring: {PUMP1} v2 is training"
     assert models.monitoring.result is None and not models.monitoring.expected.isVisible()
+    models.set_models([training.model_copy(update={"status": "ready"})])  # the list refreshed: now ready
+    assert models.monitoring.model is not None and models.monitoring.model.status == "ready"  # and asked

@@ -15,6 +15,7 @@ import pytest
 from server.app import open_sample_store
 from server.domain import rollup
 from server.storage.database import Database
+from server.storage.historian import writer as writer_module
 from server.storage.historian.columns import SampleColumns
 from server.storage.historian.reader import HistoryReader
 from server.storage.historian.store import SampleStore
@@ -147,6 +148,30 @@ async def test_a_tier_read_that_a_merge_overlaps_counts_every_sample_once(store:
     assert slow.reads == 2
 
 
+async def test_a_reader_holding_merges_off_does_not_hold_commits(
+    store: SampleStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "READ_TRIES", 0)  # the first read already holds merges off
+    slow = _StaleRead(store)
+    writer = HistorianWriter(slow, flush_interval=0.001, rollup_interval=0.01)  # type: ignore[arg-type]
+    await writer.start()
+    read = asyncio.create_task(writer.read_rollup(60, 5, T0, T0 + 5_000))
+    while not slow.reads:
+        await asyncio.sleep(0.001)
+    merges = writer.stats.rollup_merges
+    for k in range(3):  # commits go on while the read holds; merges wait for it
+        await asyncio.wait_for(await writer.submit(series(5, 100, start=T0 + 100 * k)), 5)
+        await asyncio.sleep(0.02)
+    assert writer.stats.rollup_merges == merges and writer.stats.batches == 3
+    slow.gate.set()
+    assert int((await read).count.sum()) == 300  # no merge ran during it: all in memory, once
+    async with asyncio.timeout(5):
+        while writer.stats.rollup_merges == merges:  # and the merges resume
+            await asyncio.sleep(0.005)
+    await writer.stop()
+    assert int((await store.read_rollup(600, 5, T0, T0 + 5_000)).count.sum()) == 300
+
+
 async def test_tier_reads_during_ingest_and_merges_never_miss_or_double(store: SampleStore) -> None:
     writer = HistorianWriter(store, batch_size=500, flush_interval=0.005, rollup_interval=0.01, coarse_interval=0.03)
     await writer.start()
@@ -229,22 +254,22 @@ class _Timed:
 
 async def test_under_load_commits_are_spaced_and_an_idle_writer_commits_at_once(store: SampleStore) -> None:
     timed = _Timed(store)
-    writer = HistorianWriter(timed, flush_interval=0.001, rollup_interval=3600, commit_spacing=0.05)
+    writer = HistorianWriter(timed, flush_interval=0.001, rollup_interval=3600, commit_spacing=0.2)
     await writer.start()
     await asyncio.sleep(0.1)
     sent = time.monotonic()
     await (await writer.submit(series(2, 10), urgent=True))
-    assert timed.commits[0][0] - sent < 0.04  # idle: at once
+    assert timed.commits[0][0] - sent < 0.1  # idle: at once
     # Callers that wait for their commit, each sending again at once (CoAP's coalesced calls).
     for k in range(1, 4):
         await (await writer.submit(series(2, 10, start=T0 + 10 * k), urgent=True))
     starts_after_last_end = [b - a[1] for a, (b, _) in zip(timed.commits, timed.commits[1:], strict=False)]
-    assert len(starts_after_last_end) == 3 and min(starts_after_last_end) >= 0.045, starts_after_last_end
+    assert len(starts_after_last_end) == 3 and min(starts_after_last_end) >= 0.19, starts_after_last_end
     # A full batch does not wait.
     full = await writer.submit(series(2, writer.batch_size, start=T0 + 100))
     began = time.monotonic()
     await full
-    assert timed.commits[-1][0] - began < 0.04
+    assert timed.commits[-1][0] - began < 0.1
     await writer.stop()
     assert await store.count([2]) == 40 + writer.batch_size
 

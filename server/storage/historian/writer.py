@@ -12,6 +12,7 @@ crash `recover()` recomputes exactly those windows from the raw samples.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -109,6 +110,7 @@ class HistorianWriter:
         self._stopping = False
 
     async def start(self) -> None:
+        self._recorded.clear()  # recovery clears the rows: a restarted writer records afresh
         await recover(self.store)
         self._task = asyncio.create_task(self._run(), name="historian-writer")
 
@@ -172,10 +174,11 @@ class HistorianWriter:
                 self._readers_holding += 1
                 self._readers_gone.clear()
             try:
-                await self._merge_idle.wait()
+                while not self._merge_idle.is_set():  # woken by one merge's end, another may have begun
+                    await self._merge_idle.wait()
                 seq = self._merge_seq
                 stored = await self.store.read_rollup(width, tag_id, start, end)
-                if seq == self._merge_seq:
+                if seq % 2 == 0 and seq == self._merge_seq:
                     break
             finally:
                 if holding:
@@ -199,8 +202,8 @@ class HistorianWriter:
         if not self._unaggregated:
             return
         usable = SampleColumns.concat(self._unaggregated).usable()
-        self._unaggregated, self._unaggregated_n = [], 0
         self._fast.append(rollup.aggregate(usable.tag_id, usable.ts, usable.value, rollup.TIERS[0]))
+        self._unaggregated, self._unaggregated_n = [], 0
 
     def forget(self, tag_ids: list[int]) -> None:
         """Drop queued samples and unmerged rollups of deleted tags (their ids never return)."""
@@ -236,13 +239,16 @@ class HistorianWriter:
                 await self._linger()
             gap = self.commit_spacing - (time.monotonic() - self._last_flush_end)
             if gap > 0 and self._queue and self._queued < self.batch_size and not self._stopping:
-                await asyncio.sleep(gap)
+                with contextlib.suppress(TimeoutError):  # a full batch or stop() sets _wake
+                    await asyncio.wait_for(self._wake.wait(), gap)
             if self._queue:
                 await self._flush()
                 self._last_flush_end = time.monotonic()
             now = time.monotonic()
             merged = True
-            if self._deltas and (self._stopping or now - self._last_rollup >= self.rollup_interval):
+            # A reader holding merges off (see `read_rollup`) postpones this one, not the commits.
+            holding = not self._readers_gone.is_set() and not self._stopping
+            if self._deltas and not holding and (self._stopping or now - self._last_rollup >= self.rollup_interval):
                 merged = await self._merge_rollups(full=self._stopping or now - self._last_full >= self.coarse_interval)
             # Stop only after a full merge (a fast one may have been under way when stop() came),
             # or when the database refuses it: the pending windows then let recovery finish the job.
@@ -307,6 +313,8 @@ class HistorianWriter:
                 p.done.set_result(None)
 
     async def _merge_rollups(self, *, full: bool) -> bool:
+        while not self._readers_gone.is_set():  # only when stopping (see _run); before the snapshot
+            await self._readers_gone.wait()
         self._aggregate()
         finest = rollup.merge(self._fast) if self._fast else rollup.Rollup.empty()
         minute = rollup.merge(finest, rollup.TIERS[1])
@@ -314,8 +322,6 @@ class HistorianWriter:
         coarse = rollup.merge([*self._coarse, rollup.merge(minute, COARSE_BASE)], COARSE_BASE)
         if full:
             tiers |= rollup_tiers(coarse, start=COARSE_BASE)
-        while not self._readers_gone.is_set():  # another holding reader may come before we wake
-            await self._readers_gone.wait()
         self._merge_seq += 1
         self._merge_idle.clear()
         try:
