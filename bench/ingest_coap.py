@@ -377,24 +377,24 @@ async def bench_backend(backend: str, a: argparse.Namespace) -> tuple[list[Row],
     return rows_and_note(backend, a, quiet, bare_side, server_side, stats, commits)
 
 
-async def historian_counts(base: str, token: str) -> tuple[int, int]:
-    """(commits, samples written) so far: how the coalescer and the writer batched the requests."""
+async def api_get(base: str, token: str, path: str) -> tuple[int, Any]:
     client = LeanGet(base, token)
     try:
-        status, body = await client.get("/api/v1/status")
+        return await client.get(path)
     finally:
         client.close()
+
+
+async def historian_counts(base: str, token: str) -> tuple[int, int]:
+    """(commits, samples written) so far: how the coalescer and the writer batched the requests."""
+    status, body = await api_get(base, token, "/api/v1/status")
     if status != 200:
         raise RuntimeError(f"GET /api/v1/status answered {status}: {body}")
     return int(body["historian_commits"]), int(body["samples_written"])
 
 
 async def server_stats(base: str, token: str) -> dict[str, Any]:
-    client = LeanGet(base, token)
-    try:
-        status, body = await client.get("/api/v1/ingest/stats")
-    finally:
-        client.close()
+    status, body = await api_get(base, token, "/api/v1/ingest/stats")
     return dict(body.get("coap", {})) if status == 200 else {"status": status}
 
 
