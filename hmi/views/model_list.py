@@ -1,7 +1,7 @@
 """The tenant's anomaly models (device, version, status, training range, metrics, who trained),
 and for engineers and admins (`alarms.configure`, as the server requires) Train / Retrain with a
 progress bar and Delete. Training is a job on the server: its progress is polled
-(`GET /anomaly/models/{id}`) until the model is ready or failed. Below the list, the selected
+(`GET /anomaly/models/{id}`) until the model is ready or failed. Beside the list, the selected
 model's monitoring (`model_monitoring.py`), for every role that may read history."""
 
 from __future__ import annotations
